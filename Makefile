@@ -1,0 +1,48 @@
+# The course's commands. `make lab` and `make test` set everything up on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.mmcourse-installed
+JOBS ?= 2
+# Models that chapters share are trained once into this cache (see mmcourse/zoo.py).
+export MMCOURSE_CACHE ?= $(CURDIR)/.mmcourse-cache
+PYTEST := $(BIN)/python -m pytest -n $(JOBS) --dist loadscope --nbval-lax --current-env
+
+.PHONY: lab test chapter lint sync execute bench results readme clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -e ".[dev]"
+	touch $(STAMP)
+
+lab: $(STAMP)  ## set up, then open JupyterLab on the course
+	$(BIN)/jupyter lab notebooks/00_landscape.ipynb
+
+test: $(STAMP) lint  ## set up, then run every test: unit, grader, exercises, notebooks (nbval)
+	$(PYTEST) tests notebooks solutions
+
+chapter: $(STAMP)  ## one chapter's notebook, solutions, exercises and checks: make chapter CH=01
+	@test -n "$(CH)" || (echo "usage: make chapter CH=01" && exit 2)
+	$(PYTEST) tests notebooks/$(CH)_*.ipynb solutions/$(CH)_*.ipynb -k "$(CH)_ or $(CH)."
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+sync: $(STAMP)  ## regenerate exercises/ from solutions/ and every .ipynb from its .py
+	$(BIN)/python -m mmcourse.dev sync
+
+execute: $(STAMP)  ## re-run lecture notebooks and save their outputs: make execute [CH=01]
+	$(BIN)/python -m mmcourse.dev execute $(CH)
+
+bench: $(STAMP)  ## wall seconds of every notebook (and the data / nn benchmarks)
+	$(BIN)/python -m mmcourse.dev bench $(CH)
+	for b in benchmarks/bench_*.py; do $(BIN)/python $$b; done
+
+results: $(STAMP)  ## print the results table; `make readme` writes it into README.md
+	$(BIN)/python -m mmcourse.dev results
+
+readme: $(STAMP)
+	$(BIN)/python -m mmcourse.dev readme
+
+clean:
+	rm -rf $(VENV) .mmcourse-cache

@@ -1,0 +1,290 @@
+"""The shapes world: colours, shapes, sizes, random scenes and a vectorised renderer.
+
+A scene holds up to K objects; each object has a shape, a colour, a size and a centre. Centres are in
+normalised coordinates (x right, y down, both in [0, 1]), so one scene renders at any resolution.
+Within a scene objects never overlap and no two objects share the same (colour, shape) pair, so
+"the red circle" always names one object.
+
+Randomness is drawn from seeded CPU `torch.Generator`s (then moved to the device): the same seed gives
+identical tensors on any machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, fields
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "COLOURS", "COLOUR_NAMES", "SHAPES", "SIZES", "HELD_OUT", "CLASS_NAMES", "BACKGROUND",
+    "make_generator", "name_index", "allowed_pairs", "Scenes", "sample_scenes", "render",
+]
+
+COLOURS: dict[str, tuple[float, float, float]] = {  # name -> RGB in [0, 1]
+    "red": (0.90, 0.12, 0.12),
+    "orange": (1.00, 0.55, 0.05),
+    "yellow": (0.95, 0.90, 0.10),
+    "green": (0.15, 0.75, 0.20),
+    "cyan": (0.10, 0.85, 0.90),
+    "blue": (0.15, 0.30, 0.95),
+    "purple": (0.60, 0.20, 0.85),
+    "pink": (1.00, 0.50, 0.78),
+}
+COLOUR_NAMES = tuple(COLOURS)
+SHAPES = ("circle", "square", "triangle")
+SIZES = ("small", "large")
+SIZE_RADIUS = (0.09, 0.14)  # object radius per size, as a fraction of the image side
+# Extent of each shape around its centre, in units of the object radius: half-side of the square,
+# circumradius of the triangle (chosen so the three shapes have similar areas).
+SQUARE_HALF, TRIANGLE_R = 0.85, 1.35
+BOUNDING_RADIUS = (1.0, SQUARE_HALF * math.sqrt(2), TRIANGLE_R)  # circle, square, triangle
+GAP, EDGE = 0.04, 0.02  # minimum free space between two objects / between an object and the border
+HEX_PACKING = math.pi / (2 * math.sqrt(3))  # densest packing of equal discs in the plane
+BACKGROUND = (0.08, 0.08, 0.10)
+# Colour-shape pairs that never appear in split="train" (each colour and shape still does).
+HELD_OUT = (("green", "triangle"), ("blue", "circle"), ("yellow", "square"), ("purple", "triangle"))
+# The colour x shape classes, class index = colour * len(SHAPES) + shape.
+CLASS_NAMES = tuple(f"{c} {s}" for c in COLOUR_NAMES for s in SHAPES)
+SPLITS = ("all", "train", "test")
+_CHUNK = 1024  # scenes rendered at once; fixed so the noise stream never depends on memory settings
+
+
+def make_generator(seed: int | torch.Generator, stream: str = "") -> torch.Generator:
+    """A CPU generator for `seed`; each named `stream` gets independent numbers from the same seed.
+
+    A generator passed in is returned unchanged (the caller owns its state).
+    """
+    if isinstance(seed, torch.Generator):
+        return seed
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise TypeError(f"seed must be an int or a torch.Generator, got {type(seed).__name__}")
+    digest = hashlib.sha256(f"{seed}/{stream}".encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+
+
+def name_index(name: str, allowed: tuple[str, ...], what: str) -> int:
+    """Index of `name` in `allowed`, or a ValueError naming the allowed values."""
+    if name not in allowed:
+        raise ValueError(f"unknown {what} {name!r}; allowed: {', '.join(allowed)}")
+    return allowed.index(name)
+
+
+def allowed_pairs(split: str = "all", held_out=HELD_OUT, colours=None, shapes=None) -> list[tuple[int, int]]:
+    """(colour index, shape index) pairs a split may use: "train" excludes `held_out`, "test" is only `held_out`."""
+    name_index(split, SPLITS, "split")
+    colours = COLOUR_NAMES if colours is None else tuple(colours)
+    shapes = SHAPES if shapes is None else tuple(shapes)
+    held = {(name_index(c, COLOUR_NAMES, "colour"), name_index(s, SHAPES, "shape")) for c, s in held_out}
+    pairs = [(name_index(c, COLOUR_NAMES, "colour"), name_index(s, SHAPES, "shape")) for c in colours for s in shapes]
+    if split == "train":
+        pairs = [p for p in pairs if p not in held]
+    elif split == "test":
+        pairs = [p for p in pairs if p in held]
+    return pairs
+
+
+@dataclass
+class Scenes:
+    """A batch of N scenes with room for K objects each; empty slots have -1 in shape, colour and size.
+
+    shape, colour, size: (N, K) long indices into SHAPES, COLOUR_NAMES, SIZES.
+    center: (N, K, 2) float, (x, y) in [0, 1] with y pointing down.
+    """
+
+    shape: Tensor
+    colour: Tensor
+    size: Tensor
+    center: Tensor
+
+    @property
+    def present(self) -> Tensor:
+        """(N, K) bool: which slots hold an object."""
+        return self.shape >= 0
+
+    @property
+    def n_objects(self) -> Tensor:
+        """(N,) long: objects per scene."""
+        return self.present.sum(1)
+
+    @property
+    def label(self) -> Tensor:
+        """(N, K) long class index colour * len(SHAPES) + shape (-1 in empty slots)."""
+        return torch.where(self.present, self.colour * len(SHAPES) + self.shape, -1)
+
+    def radius(self) -> Tensor:
+        """(N, K) object radius as a fraction of the image side (0 in empty slots)."""
+        table = torch.tensor(SIZE_RADIUS, device=self.size.device)
+        return torch.where(self.present, table[self.size.clamp(min=0)], 0.0)
+
+    def boxes(self, resolution: int) -> Tensor:
+        """(N, K, 4) bounding boxes (x0, y0, x1, y1) in pixels (0 in empty slots)."""
+        r = self.radius() * resolution
+        cx, cy = (self.center * resolution).unbind(-1)
+        half_w = torch.stack([r, SQUARE_HALF * r, TRIANGLE_R * r * math.sqrt(3) / 2], -1)
+        up = torch.stack([r, SQUARE_HALF * r, TRIANGLE_R * r], -1)  # extent above the centre
+        down = torch.stack([r, SQUARE_HALF * r, TRIANGLE_R * r / 2], -1)  # extent below the centre
+        s = self.shape.clamp(min=0)[..., None]
+        hw, u, d = (t.gather(-1, s)[..., 0] for t in (half_w, up, down))
+        box = torch.stack([cx - hw, cy - u, cx + hw, cy + d], -1)
+        return box * self.present[..., None]
+
+    def objects(self, i: int) -> list[dict]:
+        """Scene `i` as a list of dicts: colour, shape, size names and the centre x, y."""
+        return [
+            {"colour": COLOUR_NAMES[c], "shape": SHAPES[s], "size": SIZES[z], "x": float(xy[0]), "y": float(xy[1])}
+            for s, c, z, xy in zip(self.shape[i].tolist(), self.colour[i].tolist(), self.size[i].tolist(),
+                                   self.center[i].cpu())
+            if s >= 0
+        ]
+
+    def __len__(self) -> int:
+        return self.shape.shape[0]
+
+    def __getitem__(self, index) -> Scenes:
+        """Scenes selected by an index, slice, or index tensor along N."""
+        if isinstance(index, int):
+            index = slice(index, index + 1)
+        return Scenes(*(getattr(self, f.name)[index] for f in fields(self)))
+
+    def to(self, device) -> Scenes:
+        return Scenes(*(getattr(self, f.name).to(device) for f in fields(self)))
+
+    @classmethod
+    def from_objects(cls, scenes: list[list[dict]]) -> Scenes:
+        """Build scenes by hand: each scene a list of dicts with colour, shape, size names and x, y in [0, 1]."""
+        K = max(1, max(len(objs) for objs in scenes))
+        out = cls(*(torch.full((len(scenes), K), -1) for _ in range(3)), torch.zeros(len(scenes), K, 2))
+        for i, objs in enumerate(scenes):
+            for k, o in enumerate(objs):
+                out.shape[i, k] = name_index(o["shape"], SHAPES, "shape")
+                out.colour[i, k] = name_index(o["colour"], COLOUR_NAMES, "colour")
+                out.size[i, k] = name_index(o["size"], SIZES, "size")
+                out.center[i, k] = torch.tensor([float(o["x"]), float(o["y"])])
+        return out
+
+
+def sample_scenes(n: int, seed: int | torch.Generator = 0, *, min_objects: int = 1, max_objects: int = 3,
+                  split: str = "all", held_out=HELD_OUT, colours=None, shapes=None, sizes=None) -> Scenes:
+    """N random scenes with `min_objects`..`max_objects` non-overlapping objects each.
+
+    split: "all" (any colour-shape pair), "train" (no pair from `held_out`), "test" (only `held_out` pairs).
+    colours, shapes, sizes: optional lists of allowed names (default: all).
+    """
+    if not 1 <= min_objects <= max_objects:
+        raise ValueError(f"need 1 <= min_objects <= max_objects, got min_objects={min_objects}, "
+                         f"max_objects={max_objects}")
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    pairs = torch.tensor(allowed_pairs(split, held_out, colours, shapes), dtype=torch.long).reshape(-1, 2)
+    if len(pairs) < max_objects:
+        raise ValueError(f"split {split!r} allows {len(pairs)} colour-shape pairs, fewer than "
+                         f"max_objects={max_objects} (objects in a scene have distinct pairs)")
+    size_ids = torch.tensor([name_index(z, SIZES, "size") for z in (sizes or SIZES)])
+    g = make_generator(seed, "scenes")
+    K = max_objects
+    n_obj = torch.randint(min_objects, max_objects + 1, (n,), generator=g)
+    # distinct pairs per scene: the K highest of random scores over the allowed pairs
+    pick = torch.rand(n, len(pairs), generator=g).topk(K, dim=1).indices
+    colour, shape = pairs[pick].unbind(-1)
+    size = size_ids[torch.randint(len(size_ids), (n, K), generator=g)]
+    present = torch.arange(K) < n_obj[:, None]
+    colour, shape, size = (torch.where(present, t, -1) for t in (colour, shape, size))
+    scenes = Scenes(shape, colour, size, torch.zeros(n, K, 2))
+    scenes.center = _place(scenes, g)
+    return scenes
+
+
+def _place(scenes: Scenes, g: torch.Generator, max_rounds: int = 500) -> Tensor:
+    """Rejection sampling of non-overlapping centres, vectorised: redraw every scene that has an overlap."""
+    rho = torch.tensor(BOUNDING_RADIUS)[scenes.shape.clamp(min=0)] * scenes.radius()  # (N, K)
+    lo = rho + EDGE
+    # Necessary condition: the free discs (radius rho + GAP / 2) must pack into the usable square.
+    free_area = (math.pi * (rho + GAP / 2) ** 2 * scenes.present).sum(1)
+    if (free_area > HEX_PACKING * (1 - 2 * EDGE + GAP) ** 2).any():
+        worst = scenes.n_objects[free_area.argmax()].item()
+        raise ValueError(f"impossible layout: {worst} objects of these sizes cannot fit on the canvas without "
+                         f"overlap; use fewer objects (max_objects) or smaller sizes")
+    N, K = scenes.shape.shape
+    center = torch.zeros(N, K, 2)
+    todo = torch.arange(N)
+    pair_free = (rho[:, :, None] + rho[:, None, :] + GAP)  # (N, K, K) minimum centre distance
+    both = scenes.present[:, :, None] & scenes.present[:, None, :] & ~torch.eye(K, dtype=torch.bool)
+    for _ in range(max_rounds):
+        u = torch.rand(len(todo), K, 2, generator=g)
+        center[todo] = lo[todo, :, None] + u * (1 - 2 * lo[todo, :, None])
+        dist = torch.cdist(center[todo], center[todo])
+        clash = (both[todo] & (dist < pair_free[todo])).flatten(1).any(1)
+        todo = todo[clash]
+        if len(todo) == 0:
+            return torch.where(scenes.present[..., None], center, 0.0)
+    raise ValueError(f"impossible layout: could not place the objects of {len(todo)} scenes without overlap "
+                     f"after {max_rounds} tries; use fewer objects (max_objects) or smaller sizes")
+
+
+def render(scenes: Scenes, resolution: int = 32, seed: int | torch.Generator = 0, *, antialias: bool = True,
+           colour_jitter: float = 0.03, noise: float = 0.02, device=None,
+           return_masks: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+    """Render scenes to RGB images (N, 3, R, R) in [0, 1], fully vectorised with signed distances.
+
+    Each object's signed distance d (pixels, negative inside) becomes a coverage alpha = clamp(0.5 - d, 0, 1):
+    a one-pixel anti-aliased edge (a hard edge when antialias=False). `colour_jitter` is the std of a
+    per-object RGB offset, `noise` the std of per-pixel Gaussian noise. With return_masks=True also returns
+    the per-object coverage (N, K, R, R). Output lives on `device` (default: the scenes' device).
+    """
+    if not isinstance(resolution, int) or resolution < 8:
+        raise ValueError(f"resolution must be an int >= 8, got {resolution!r}")
+    device = scenes.shape.device if device is None else torch.device(device)
+    g = make_generator(seed, "render")
+    images, masks = [], []
+    for start in range(0, len(scenes), _CHUNK):
+        part = scenes[start:start + _CHUNK].to("cpu")
+        N, K = part.shape.shape
+        jitter = torch.randn(N, K, 3, generator=g) * colour_jitter
+        pixel_noise = torch.randn(N, 3, resolution, resolution, generator=g) * noise
+        image, mask = _render_chunk(part.to(device), resolution, antialias, jitter.to(device))
+        images.append((image + pixel_noise.to(device)).clamp(0, 1))
+        masks.append(mask)
+    images = torch.cat(images)
+    return (images, torch.cat(masks)) if return_masks else images
+
+
+def _render_chunk(scenes: Scenes, R: int, antialias: bool, jitter: Tensor) -> tuple[Tensor, Tensor]:
+    """Composite the objects of N scenes over the background: (N, 3, R, R) image, (N, K, R, R) coverage."""
+    device = scenes.shape.device
+    N, K = scenes.shape.shape
+    pix = torch.arange(R, device=device, dtype=torch.float32) + 0.5  # pixel centres
+    c = scenes.center * R
+    px = pix.view(1, 1, 1, R) - c[..., 0, None, None]  # (N, K, 1, R), x relative to the object centre
+    py = pix.view(1, 1, R, 1) - c[..., 1, None, None]  # (N, K, R, 1)
+    r = (scenes.radius() * R)[..., None, None]
+    sdf = torch.where(scenes.shape[..., None, None] == 0, _circle(px, py, r), 0.0)
+    sdf = torch.where(scenes.shape[..., None, None] == 1, _square(px, py, SQUARE_HALF * r), sdf)
+    sdf = torch.where(scenes.shape[..., None, None] == 2, _triangle(px, py, TRIANGLE_R * r), sdf)
+    alpha = (0.5 - sdf).clamp(0, 1) if antialias else (sdf <= 0).float()
+    alpha = alpha * scenes.present[..., None, None]  # (N, K, R, R)
+    palette = torch.tensor(list(COLOURS.values()), device=device)
+    rgb = (palette[scenes.colour.clamp(min=0)] + jitter).clamp(0, 1)  # (N, K, 3)
+    bg = torch.tensor(BACKGROUND, device=device).view(1, 3, 1, 1)
+    image = bg + torch.einsum("nkhw,nkc->nchw", alpha, rgb - bg.view(1, 1, 3))
+    return image, alpha
+
+
+def _circle(px: Tensor, py: Tensor, r: Tensor) -> Tensor:
+    return torch.sqrt(px**2 + py**2) - r
+
+
+def _square(px: Tensor, py: Tensor, half: Tensor) -> Tensor:
+    qx, qy = px.abs() - half, py.abs() - half
+    outside = torch.sqrt(qx.clamp(min=0) ** 2 + qy.clamp(min=0) ** 2)
+    return outside + torch.maximum(qx, qy).clamp(max=0)
+
+
+def _triangle(px: Tensor, py: Tensor, R: Tensor) -> Tensor:
+    """Equilateral triangle pointing up, circumradius R: the largest of its three edge distances."""
+    s, c = math.sin(math.pi / 6), math.cos(math.pi / 6)
+    bottom = py - R * s  # the inradius is R * sin(30 deg)
+    left, right = -c * px - s * py - R * s, c * px - s * py - R * s
+    return torch.maximum(bottom, torch.maximum(left, right))

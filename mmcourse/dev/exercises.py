@@ -1,0 +1,75 @@
+"""Generate the student exercises from the solutions.
+
+In `solutions/NN_topic.py` each answer sits between `# BEGIN SOLUTION` and `# END SOLUTION` (inside a function or
+method). The generator replaces each such block by a stub that raises NotImplementedError pointing at the exercise,
+keeping the signature, the docstring and everything else, and writes `exercises/NN_topic.py` + `.ipynb`.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from .notebooks import ROOT, notebook_from_py, read_py, strip_outputs, write_atomic, write_notebook
+
+BEGIN, END = "# BEGIN SOLUTION", "# END SOLUTION"
+_DEF = re.compile(r"^(\s*)(?:async\s+)?(def|class)\s+(\w+)")
+
+
+class MarkerError(ValueError):
+    """A solution file whose BEGIN/END SOLUTION markers do not pair up."""
+
+
+def stub_solutions(text: str, source: str = "<solution>") -> str:
+    """`text` with every marked answer replaced by `raise NotImplementedError(...)` at the marker's indentation."""
+    out: list[str] = []
+    open_at: int | None = None
+    for n, line in enumerate(text.splitlines(keepends=True), start=1):
+        stripped = line.strip()
+        if stripped == BEGIN:
+            if open_at is not None:
+                raise MarkerError(f"{source}:{n}: {BEGIN} inside the block opened at line {open_at}")
+            open_at = n
+            indent = line[: len(line) - len(line.lstrip())]
+            where = _enclosing_name(out, indent)
+            out.append(f'{indent}raise NotImplementedError("exercise: write the body of {where}")\n')
+        elif stripped == END:
+            if open_at is None:
+                raise MarkerError(f"{source}:{n}: {END} without a {BEGIN} before it")
+            open_at = None
+        elif open_at is None:
+            out.append(line)
+    if open_at is not None:
+        raise MarkerError(f"{source}:{open_at}: {BEGIN} is never closed by {END}")
+    return "".join(out)
+
+
+def _enclosing_name(lines: list[str], indent: str) -> str:
+    for line in reversed(lines):
+        m = _DEF.match(line)
+        if m and len(m.group(1)) < len(indent):
+            return f"`{m.group(3)}`"
+    return "this cell"
+
+
+def generate(solution: Path, out_dir: Path) -> tuple[Path, Path]:
+    """Write the exercise twin (.py and output-free .ipynb) of one solution file into `out_dir`."""
+    text = solution.read_text(encoding="utf-8")
+    if BEGIN not in text:
+        raise MarkerError(f"{solution}: no {BEGIN} marker: a solutions file must contain at least one exercise")
+    py = out_dir / solution.name
+    write_atomic(py, stub_solutions(text, str(solution)))
+    read_py(py)  # the stubbed file must still be a readable notebook
+    nb = notebook_from_py(py)
+    strip_outputs(nb)
+    ipynb = py.with_suffix(".ipynb")
+    write_notebook(nb, ipynb)
+    return py, ipynb
+
+
+def generate_all(root: Path = ROOT, out_dir: Path | None = None) -> list[Path]:
+    out_dir = out_dir or root / "exercises"
+    written = []
+    for solution in sorted((root / "solutions").glob("[0-9][0-9]_*.py")):
+        written += generate(solution, out_dir)
+    return written

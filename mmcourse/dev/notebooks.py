@@ -1,0 +1,229 @@
+"""Notebook plumbing: py:percent <-> ipynb pairs, the shared setup cell, execution with stamped outputs.
+
+The `.py` twin is the source people edit. `sync` rewrites each `.ipynb`'s inputs from its `.py` (keeping outputs of
+cells whose source did not change), `execute` runs a notebook top to bottom and stamps a hash of its cell sources
+into its metadata, so `stale_outputs` can tell when committed outputs no longer match the sources.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import jupytext
+import nbformat
+
+ROOT = Path(__file__).resolve().parents[2]
+PAIRED_DIRS = ("notebooks", "solutions", "exercises")
+REPO = "mmcourse/mmcourse"  # the GitHub repository (owner/name): the one place it is named
+BRANCH = "main"
+
+SETUP_SOURCE = f'''# Setup: on Colab, install the course's helper package (only it: Colab's torch, numpy and ipywidgets stay).
+import sys
+
+if "google.colab" in sys.modules:
+    import subprocess
+
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "mmcourse @ git+https://github.com/{REPO}@{BRANCH}"], check=True)'''
+
+KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+_JUPYTEXT_META = {"notebook_metadata_filter": "-all", "cell_metadata_filter": "-all"}
+_WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+
+
+def colab_url(ipynb: str | Path) -> str:
+    """The 'Open in Colab' address of a notebook of this repository (path relative to the repo root)."""
+    return f"https://colab.research.google.com/github/{REPO}/blob/{BRANCH}/{Path(ipynb).as_posix()}"
+
+
+def pairs(root: Path = ROOT) -> list[tuple[Path, Path]]:
+    """Every (py, ipynb) pair of the course, by directory then name. A lone .py or .ipynb is a pair with a gap."""
+    found = []
+    for d in PAIRED_DIRS:
+        stems = {p.stem for p in (root / d).glob("[0-9][0-9]_*.py")} | {
+            p.stem for p in (root / d).glob("[0-9][0-9]_*.ipynb")
+        }
+        found += [(root / d / f"{s}.py", root / d / f"{s}.ipynb") for s in sorted(stems)]
+    return found
+
+
+def cells(nb) -> list[tuple[str, str]]:
+    """The (cell_type, source) list that a pair must agree on."""
+    return [(c.cell_type, c.source.strip("\n")) for c in nb.cells]
+
+
+def source_hash(nb) -> str:
+    return hashlib.sha256(json.dumps(cells(nb)).encode()).hexdigest()[:16]
+
+
+def read_py(py: Path):
+    return jupytext.read(py, fmt="py:percent")
+
+
+def pair_problems(py: Path, ipynb: Path) -> list[str]:
+    """Why a pair is out of sync (empty list: in sync)."""
+    if not py.exists():
+        return [f"{ipynb}: has no .py twin (the .py is the source; create it with `make sync`)"]
+    if not ipynb.exists():
+        return [f"{py}: has no .ipynb twin (run `make sync`)"]
+    a, b = cells(read_py(py)), cells(nbformat.read(ipynb, as_version=4))
+    if a == b:
+        return []
+    if len(a) != len(b):
+        return [f"{ipynb.name}: {len(b)} cells but {py.name} has {len(a)} (run `make sync`)"]
+    i = next(i for i, (x, y) in enumerate(zip(a, b)) if x != y)
+    return [f"{ipynb.name}: cell {i} differs from {py.name} (run `make sync`): {b[i][1][:60]!r} vs {a[i][1][:60]!r}"]
+
+
+def notebook_from_py(py: Path, old=None):
+    """The .ipynb for `py`: its cells, with the outputs of `old`'s cells whose source is unchanged."""
+    nb = read_py(py)
+    nb.metadata = {"kernelspec": dict(KERNELSPEC), "language_info": {"name": "python"}}
+    if old is not None:
+        outputs = {}
+        for c in old.cells:
+            if c.cell_type == "code":
+                outputs.setdefault(c.source.strip("\n"), (c.get("outputs", []), c.get("execution_count")))
+        for c in nb.cells:
+            if c.cell_type == "code" and c.source.strip("\n") in outputs:
+                c.outputs, c.execution_count = outputs[c.source.strip("\n")]
+        stamp = old.metadata.get("mmcourse")
+        if stamp:
+            nb.metadata["mmcourse"] = stamp
+    nb.nbformat, nb.nbformat_minor = 4, 5
+    for i, c in enumerate(nb.cells):
+        c.metadata, c.id = {}, f"cell-{i:03d}"  # stable ids: a re-sync changes nothing
+        if c.cell_type == "code":
+            c.setdefault("outputs", [])
+            c.setdefault("execution_count", None)
+    return nb
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write `text` to `path` via a temporary file and a rename: readers see the old or the new file, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def write_notebook(nb, path: Path) -> None:
+    write_atomic(path, nbformat.writes(nb) + "\n")
+
+
+def write_py(nb, path: Path) -> None:
+    nb = nbformat.from_dict(dict(nb))
+    nb.metadata = {"jupytext": dict(_JUPYTEXT_META)}
+    write_atomic(path, jupytext.writes(nb, fmt="py:percent"))
+
+
+def sync(root: Path = ROOT) -> list[Path]:
+    """Rewrite every .ipynb from its .py (outputs kept where the cell is unchanged). Returns the files changed."""
+    changed = []
+    for py, ipynb in pairs(root):
+        if not py.exists():
+            raise FileNotFoundError(f"{ipynb} has no .py twin: the .py is the source of a notebook")
+        old = nbformat.read(ipynb, as_version=4) if ipynb.exists() else None
+        nb = notebook_from_py(py, old)
+        if py.parent.name != "notebooks":  # solutions and exercises are committed without outputs
+            strip_outputs(nb)
+        text = nbformat.writes(nb) + "\n"
+        if not ipynb.exists() or ipynb.read_text(encoding="utf-8") != text:
+            write_atomic(ipynb, text)
+            changed.append(ipynb)
+    return changed
+
+
+def strip_outputs(nb) -> None:
+    for c in nb.cells:
+        if c.cell_type == "code":
+            c.outputs, c.execution_count = [], None
+    nb.metadata.pop("mmcourse", None)
+
+
+def setup_cell_problems(py: Path) -> list[str]:
+    """A notebook must start with a title (markdown) and then the shared setup cell, verbatim."""
+    nb = read_py(py)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    if not code or code[0].source.strip("\n") != SETUP_SOURCE:
+        return [f"{py}: the first code cell must be the shared setup cell (mmcourse.dev.notebooks.SETUP_SOURCE)"]
+    return []
+
+
+def stale_outputs(ipynb: Path) -> list[str]:
+    """Why a lecture notebook's committed outputs do not come from a run of its current sources."""
+    nb = nbformat.read(ipynb, as_version=4)
+    stamp = nb.metadata.get("mmcourse", {}).get("source_hash")
+    if stamp is None:
+        return [f"{ipynb.name}: never executed (run `make execute`)"]
+    if stamp != source_hash(nb):
+        return [f"{ipynb.name}: outputs are stale, the sources changed since the last run (run `make execute`)"]
+    errors = [
+        i for i, c in enumerate(nb.cells) if c.cell_type == "code" and any(o.output_type == "error" for o in c.outputs)
+    ]
+    if errors:
+        return [f"{ipynb.name}: committed outputs contain errors in cells {errors}"]
+    return []
+
+
+def clean_outputs(nb) -> None:
+    """Drop widget state and volatile metadata; widget views cannot render without state, so drop those too."""
+    for c in nb.cells:
+        c.metadata = {}
+        if c.cell_type != "code":
+            continue
+        kept = []
+        for o in c.outputs:
+            if o.output_type in ("display_data", "execute_result"):
+                o.data.pop(_WIDGET_MIME, None)
+                if _WIDGET_MIME in str(o.get("metadata", {})) or not o.data or _only_widget_repr(o.data):
+                    continue
+                o.metadata = {k: v for k, v in o.get("metadata", {}).items() if k != "execution"}
+            kept.append(o)
+        c.outputs = kept
+    for key in ("widgets", "jupytext"):
+        nb.metadata.pop(key, None)
+    nb.metadata["language_info"] = {"name": "python"}
+
+
+def _only_widget_repr(data) -> bool:
+    text = data.get("text/plain", "")
+    return set(data) == {"text/plain"} and text.split("(", 1)[0] in _WIDGET_NAMES
+
+
+_WIDGET_NAMES = {"interactive", "VBox", "HBox", "Output", "Tab", "Accordion", "IntSlider", "FloatSlider", "Dropdown"}
+
+
+def execute(ipynb: Path, timeout: int = 600, kernel: str = "python3") -> float:
+    """Run a lecture notebook top to bottom in a fresh kernel (cwd = its folder), clean and stamp it, save it.
+
+    Returns the wall seconds. Raises nbclient's CellExecutionError (and leaves the file untouched) on an error.
+    """
+    from nbclient import NotebookClient
+
+    nb = notebook_from_py(ipynb.with_suffix(".py"))
+    env_before = os.environ.get("MPLBACKEND")
+    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
+    try:
+        start = time.perf_counter()
+        NotebookClient(nb, timeout=timeout, kernel_name=kernel, resources={"metadata": {"path": str(ipynb.parent)}}).execute()
+        seconds = time.perf_counter() - start
+    finally:
+        if env_before is None:
+            os.environ.pop("MPLBACKEND", None)
+        else:
+            os.environ["MPLBACKEND"] = env_before
+    clean_outputs(nb)
+    nb.metadata["kernelspec"] = dict(KERNELSPEC)
+    nb.metadata["mmcourse"] = {"source_hash": source_hash(nb)}
+    write_notebook(nb, ipynb)
+    return seconds

@@ -1,0 +1,178 @@
+"""The autograder: a registry of exercises and `check(name, obj)`.
+
+An exercise is registered with a `test(obj)` function that calls the learner's code on random and edge-case inputs
+and compares with the reference in `mmcourse`, using `expect_close` / `expect_equal` / `fail`. `check` turns the
+first mismatch into a short message (what was expected, what came out, a hint) raised as `CheckFailed`, which IPython
+shows as that message alone instead of a traceback.
+
+Every exercise also lists at least two plausible wrong implementations (`mutants`): the test-suite proves that the
+check rejects each of them, so no check can pass vacuously.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from ..utils import describe
+
+__all__ = [
+    "Exercise",
+    "CheckFailed",
+    "NotImplementedYet",
+    "Mismatch",
+    "register",
+    "check",
+    "exercises",
+    "expect_close",
+    "expect_equal",
+    "fail",
+]
+
+
+class CheckFailed(Exception):
+    """A check did not pass. Shown in a notebook as its message only (see `_render_traceback_`)."""
+
+    def _render_traceback_(self):  # IPython calls this instead of printing the traceback
+        return [f"\x1b[31m{line}\x1b[0m" for line in str(self).splitlines()]
+
+
+class NotImplementedYet(CheckFailed):
+    """The learner's function still raises NotImplementedError (the exercise stub)."""
+
+
+class Mismatch(Exception):
+    """Raised inside a test: the learner's output differs from the reference."""
+
+    def __init__(self, what: str, expected: Any = None, got: Any = None, hint: str = ""):
+        self.what, self.expected, self.got, self.hint = what, expected, got, hint
+        super().__init__(what)
+
+    def report(self) -> str:
+        lines = [self.what]
+        if self.expected is not None or self.got is not None:
+            lines.append(f"  expected: {_show(self.expected)}")
+            lines.append(f"  got:      {_show(self.got)}")
+        if self.hint:
+            lines.append(f"  hint: {self.hint}")
+        return "\n".join(lines)
+
+
+@dataclass
+class Exercise:
+    """One exercise: `test(obj)` raises Mismatch on the first wrong answer; `mutants` are known-wrong answers."""
+
+    name: str
+    test: Callable[[Any], int | None]
+    reference: Any
+    mutants: list = field(default_factory=list)
+    kind: str = "function"  # "function" or "class"
+    summary: str = ""
+
+
+_REGISTRY: dict[str, Exercise] = {}
+
+
+def register(name: str, reference: Any, mutants: list, kind: str = "function", summary: str = ""):
+    """Decorator registering `test(obj)` as the check for exercise `name` (e.g. "01.patchify")."""
+    if kind not in ("function", "class"):
+        raise ValueError(f"register({name!r}): kind must be 'function' or 'class', got {kind!r}")
+
+    def deco(test):
+        if name in _REGISTRY:
+            raise ValueError(f"exercise {name!r} is registered twice")
+        _REGISTRY[name] = Exercise(name, test, reference, list(mutants), kind, summary or (test.__doc__ or ""))
+        return test
+
+    return deco
+
+
+def exercises() -> dict[str, Exercise]:
+    """All registered exercises by name (importing every chapter's checks)."""
+    from . import checks  # noqa: F401  (registers the chapters' exercises)
+
+    return dict(sorted(_REGISTRY.items()))
+
+
+def fail(what: str, expected: Any = None, got: Any = None, hint: str = "") -> None:
+    raise Mismatch(what, expected, got, hint)
+
+
+def expect_equal(got: Any, expected: Any, what: str, hint: str = "") -> None:
+    """Exact equality (tensors: same shape and values)."""
+    if isinstance(expected, torch.Tensor):
+        _expect_tensor_like(got, expected, what, hint, check_dtype=False)
+        if not torch.equal(got.detach().cpu(), expected.detach().cpu().to(got.dtype)):
+            fail(f"{what}: wrong values", expected, got, hint)
+    elif got != expected:
+        fail(f"{what}: wrong value", expected, got, hint)
+
+
+def expect_close(got: Any, expected: Any, what: str, hint: str = "", atol: float = 1e-5, rtol: float = 1e-4) -> None:
+    """Tensors or numbers equal to float tolerance (shape and floating dtype checked first)."""
+    if isinstance(expected, torch.Tensor):
+        _expect_tensor_like(got, expected, what, hint, check_dtype=True)
+        g, e = got.detach().cpu().double(), expected.detach().cpu().double()
+        if not torch.allclose(g, e, atol=atol, rtol=rtol, equal_nan=False):
+            err = (g - e).abs()
+            where = tuple(int(i) for i in torch.nonzero(err == err.max())[0])
+            fail(
+                f"{what}: values differ (max abs error {err.max().item():.3g} at index {where})",
+                e.flatten()[:6].tolist(),
+                g.flatten()[:6].tolist(),
+                hint,
+            )
+        return
+    try:
+        g = float(got.item() if isinstance(got, torch.Tensor) else got)
+    except (TypeError, ValueError, RuntimeError):
+        fail(f"{what}: expected a number", expected, got, hint)
+    if not abs(g - float(expected)) <= atol + rtol * abs(float(expected)):
+        fail(f"{what}: wrong value", expected, g, hint)
+
+
+def _expect_tensor_like(got, expected: torch.Tensor, what: str, hint: str, check_dtype: bool) -> None:
+    if not isinstance(got, torch.Tensor):
+        fail(f"{what}: expected a torch.Tensor", describe(expected), describe(got), hint)
+    if got.shape != expected.shape:
+        fail(f"{what}: wrong shape", tuple(expected.shape), tuple(got.shape), hint)
+    if check_dtype and expected.is_floating_point() and not got.is_floating_point():
+        fail(f"{what}: expected a floating-point tensor", expected.dtype, got.dtype, hint)
+    if got.device != expected.device:
+        fail(f"{what}: result is on the wrong device", expected.device, got.device, "create new tensors on x.device")
+
+
+def _show(x: Any) -> str:
+    if isinstance(x, float):
+        return f"{x:.6g}"
+    if isinstance(x, list) and x and isinstance(x[0], float):
+        return "[" + ", ".join(f"{v:.4g}" for v in x) + (", …]" if len(x) >= 6 else "]")
+    if isinstance(x, torch.Tensor):
+        return describe(x)
+    return str(x)
+
+
+def check(name: str, obj: Any) -> None:
+    """Grade `obj` (your function or class) for exercise `name`; print a one-line verdict or raise CheckFailed."""
+    known = exercises()
+    if name not in known:
+        raise KeyError(f"unknown exercise {name!r}; known exercises: {', '.join(known)}")
+    ex = known[name]
+    if ex.kind == "class" and not inspect.isclass(obj):
+        raise CheckFailed(f"✗ {name}: expected a class, got {describe(obj)}")
+    if ex.kind == "function" and (inspect.isclass(obj) or not callable(obj)):
+        raise CheckFailed(f"✗ {name}: expected a function, got {describe(obj)}")
+    try:
+        n = ex.test(obj)
+    except NotImplementedError:
+        raise NotImplementedYet(
+            f"… {name}: not implemented yet — replace the `raise NotImplementedError` in the cell above with your code"
+        ) from None
+    except Mismatch as m:
+        raise CheckFailed(f"✗ {name}: {m.report()}") from None
+    except Exception as e:  # the learner's code crashed: show the error, not a traceback wall
+        raise CheckFailed(f"✗ {name}: your code raised {type(e).__name__}: {e}") from None
+    print(f"✓ {name}: all {n or 'the'} tests passed")

@@ -1,0 +1,165 @@
+"""One small training loop for every chapter: fixed step count, warm-up + cosine schedule, progress bar, periodic
+evaluation, optional early stop, and a History you can plot."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+import torch
+from tqdm.auto import tqdm
+
+from .utils import get_device
+
+__all__ = ["fit", "History", "to_device", "warmup_cosine"]
+
+
+@dataclass
+class History:
+    """What `fit` saw: the loss at every step, evaluation dicts every `eval_every` steps, and the wall time."""
+
+    loss: list[float] = field(default_factory=list)
+    evals: list[dict[str, float]] = field(default_factory=list)  # each has "step" plus eval_fn's metrics
+    seconds: float = 0.0
+
+    @property
+    def last(self) -> dict[str, float]:
+        return self.evals[-1] if self.evals else {}
+
+    def plot(self, ax=None, smooth: int = 20):
+        """Loss (smoothed over `smooth` steps) and every eval metric against the step; returns the figure."""
+        import matplotlib.pyplot as plt
+
+        if ax is None:
+            _, ax = plt.subplots(figsize=(6, 3))
+        loss = torch.tensor(self.loss)
+        if len(loss) >= smooth:
+            loss = loss.unfold(0, smooth, 1).mean(1)
+        ax.plot(torch.arange(len(loss)) + (len(self.loss) - len(loss)), loss, label="train loss", color="tab:blue")
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss")
+        if self.evals:
+            ax2 = ax.twinx()
+            for key in self.evals[0]:
+                if key != "step":
+                    ax2.plot([e["step"] for e in self.evals], [e[key] for e in self.evals], "o-", ms=3, label=key)
+            ax2.set_ylabel("eval")
+            ax2.legend(loc="center right", fontsize=8)
+        ax.legend(loc="upper right", fontsize=8)
+        ax.figure.tight_layout()
+        return ax.figure
+
+
+def to_device(batch: Any, device: torch.device) -> Any:
+    """Move every tensor inside a (nested) dict / list / tuple to `device`."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(v, device) for v in batch)
+    return batch
+
+
+def warmup_cosine(step: int, steps: int, warmup: int) -> float:
+    """Learning-rate multiplier: linear warm-up for `warmup` steps, then cosine decay to 0 at `steps`."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, steps - warmup)
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def fit(
+    model: torch.nn.Module,
+    loss_fn: Callable[[torch.nn.Module, Any], torch.Tensor | tuple[torch.Tensor, dict]],
+    data: Iterable | Callable[[int], Any],
+    steps: int,
+    *,
+    lr: float = 1e-3,
+    weight_decay: float = 0.0,
+    betas: tuple[float, float] = (0.9, 0.999),
+    warmup: int = 0,
+    optimizer: torch.optim.Optimizer | None = None,
+    grad_clip: float | None = None,
+    eval_fn: Callable[[torch.nn.Module], dict[str, float]] | None = None,
+    eval_every: int | None = None,
+    stop_when: Callable[[dict[str, float]], bool] | None = None,
+    after_step: Callable[[torch.nn.Module], None] | None = None,
+    device: torch.device | str | None = None,
+    progress: bool = True,
+    desc: str = "train",
+) -> History:
+    """Train `model` for `steps` optimiser steps and return its History.
+
+    loss_fn(model, batch) -> loss, or (loss, {name: value}) to show extra numbers in the progress bar.
+    data: an iterable of batches (re-iterated when exhausted, e.g. a DataLoader) or a function step -> batch.
+    The optimiser defaults to AdamW(lr, betas, weight_decay) with warm-up + cosine decay. eval_fn(model) runs every
+    `eval_every` steps and at the end (model in eval mode, no grad); `stop_when(metrics)` ends training early.
+    after_step(model) runs after each optimiser step (e.g. to clamp CLIP's logit scale).
+    """
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive int, got {steps!r}")
+    device = torch.device(device) if device is not None else get_device()
+    model.to(device)
+    if optimizer is None:
+        params = [p for p in model.parameters() if p.requires_grad]
+        if not params:
+            raise ValueError("the model has no trainable parameters (all have requires_grad=False)")
+        optimizer = torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=weight_decay)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, steps, warmup))
+    batches = (data(s) for s in itertools.count()) if callable(data) else _cycle(data)
+    history = History()
+    start = time.perf_counter()
+    bar = tqdm(range(steps), desc=desc, disable=not progress, mininterval=0.5)
+    for step in bar:
+        model.train()
+        out = loss_fn(model, to_device(next(batches), device))
+        loss, extra = out if isinstance(out, tuple) else (out, {})
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"{desc}: the loss is {loss.item()} at step {step}; lower the learning rate?")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        optimizer.step()
+        schedule.step()
+        if after_step is not None:
+            after_step(model)
+        history.loss.append(loss.item())
+        if step % 10 == 0:
+            bar.set_postfix(loss=f"{history.loss[-1]:.3f}", **{k: f"{float(v):.3f}" for k, v in extra.items()})
+        last = step == steps - 1
+        if eval_fn is not None and (last or (eval_every and (step + 1) % eval_every == 0)):
+            metrics = _evaluate(model, eval_fn)
+            history.evals.append({"step": step + 1, **metrics})
+            if stop_when is not None and stop_when(metrics):
+                break
+    bar.close()
+    history.seconds = time.perf_counter() - start
+    model.eval()
+    summary = ", ".join(f"{k} {v:.4g}" for k, v in history.last.items() if k != "step")
+    print(f"{desc}: {len(history.loss)} steps in {history.seconds:.0f} s, final loss {history.loss[-1]:.4f}"
+          + (f", {summary}" if summary else ""))
+    return history
+
+
+def _evaluate(model: torch.nn.Module, eval_fn) -> dict[str, float]:
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        metrics = {k: float(v) for k, v in eval_fn(model).items()}
+    model.train(was_training)
+    return metrics
+
+
+def _cycle(iterable: Iterable):
+    while True:
+        empty = True
+        for batch in iterable:
+            empty = False
+            yield batch
+        if empty:
+            raise ValueError("fit: the data iterable yielded no batches")

@@ -1,0 +1,79 @@
+"""Small utilities every chapter uses: seeding, device choice, input validation."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import torch
+
+__all__ = ["seed_everything", "get_device", "check_tensor", "describe"]
+
+
+def seed_everything(seed: int = 0) -> torch.Generator:
+    """Seed Python, NumPy and torch (all devices); return a CPU generator seeded with `seed`."""
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def get_device(prefer: str | None = None) -> torch.device:
+    """The best available device: cuda, then mps, then cpu.
+
+    `prefer` (or the MMCOURSE_DEVICE environment variable) forces one, e.g. "cpu".
+    """
+    choice = prefer or os.environ.get("MMCOURSE_DEVICE")
+    if choice:
+        device = torch.device(choice)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError(f"device {choice!r} was asked for but CUDA is not available")
+        if device.type == "mps" and not torch.backends.mps.is_available():
+            raise RuntimeError(f"device {choice!r} was asked for but MPS is not available")
+        return device
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def describe(x) -> str:
+    """A short human description of a value: tensors as `Tensor(shape=(2, 3), dtype=float32)`."""
+    if isinstance(x, torch.Tensor):
+        return f"Tensor(shape={tuple(x.shape)}, dtype={str(x.dtype).removeprefix('torch.')})"
+    if isinstance(x, np.ndarray):
+        return f"ndarray(shape={x.shape}, dtype={x.dtype})"
+    return f"{type(x).__name__} {x!r}"[:120]
+
+
+def check_tensor(x, name: str, shape: tuple | None = None, dtype=None, ndim: int | None = None) -> None:
+    """Raise a clear error unless `x` is a tensor of the expected rank, shape and dtype kind.
+
+    `shape` may contain None (any size) or strings (a named size, e.g. "B"); only ints are checked.
+    `dtype` may be a torch dtype or "float" / "int" for any floating / integer type.
+    """
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor, got {describe(x)}")
+    want_ndim = len(shape) if shape is not None else ndim
+    if want_ndim is not None and x.ndim != want_ndim:
+        spec = _shape_str(shape) if shape is not None else f"{want_ndim} dims"
+        raise ValueError(f"{name}: expected shape {spec}, got {tuple(x.shape)}")
+    if shape is not None:
+        for want, got in zip(shape, x.shape):
+            if isinstance(want, int) and want != got:
+                raise ValueError(f"{name}: expected shape {_shape_str(shape)}, got {tuple(x.shape)}")
+    if dtype == "float" and not x.is_floating_point():
+        raise TypeError(f"{name}: expected a floating-point tensor, got dtype {x.dtype}")
+    if dtype == "int" and (x.is_floating_point() or x.is_complex() or x.dtype == torch.bool):
+        raise TypeError(f"{name}: expected an integer tensor, got dtype {x.dtype}")
+    if isinstance(dtype, torch.dtype) and x.dtype != dtype:
+        raise TypeError(f"{name}: expected dtype {dtype}, got {x.dtype}")
+
+
+def _shape_str(shape) -> str:
+    return "(" + ", ".join("?" if s is None else str(s) for s in shape) + ")"

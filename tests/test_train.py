@@ -1,0 +1,96 @@
+import math
+
+import pytest
+import torch
+
+from mmcourse.train import History, fit, to_device, warmup_cosine
+
+
+def _regression(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(256, 4, generator=g)
+    y = x @ torch.tensor([1.0, -2.0, 0.5, 3.0]) + 0.1
+    return x, y
+
+
+def _loss(model, batch):
+    x, y = batch
+    return torch.nn.functional.mse_loss(model(x).squeeze(-1), y)
+
+
+def test_fit_learns_and_records_history():
+    torch.manual_seed(0)
+    x, y = _regression()
+    model = torch.nn.Linear(4, 1)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=32, shuffle=False)
+    evals = lambda m: {"mse": _loss(m, (x, y)).item()}
+    h = fit(model, _loss, loader, steps=300, lr=0.05, warmup=10, eval_fn=evals, eval_every=100, device="cpu",
+            progress=False)
+    assert len(h.loss) == 300
+    assert [e["step"] for e in h.evals] == [100, 200, 300]
+    assert h.evals[-1]["mse"] < 0.01
+    assert h.loss[-1] < h.loss[0] / 50
+    assert not model.training
+
+
+def test_fit_is_deterministic_given_a_seed():
+    x, y = _regression()
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(1)
+        model = torch.nn.Linear(4, 1)
+        fit(model, _loss, lambda step: (x[step % 8 * 32:][:32], y[step % 8 * 32:][:32]), steps=20, device="cpu",
+            progress=False)
+        runs.append(model.weight.detach().clone())
+    assert torch.equal(runs[0], runs[1])
+
+
+def test_stop_when_ends_early():
+    x, y = _regression()
+    model = torch.nn.Linear(4, 1)
+    h = fit(model, _loss, lambda s: (x, y), steps=1000, lr=0.1, eval_fn=lambda m: {"mse": _loss(m, (x, y)).item()},
+            eval_every=10, stop_when=lambda m: m["mse"] < 0.5, device="cpu", progress=False)
+    assert len(h.loss) < 1000 and h.evals[-1]["mse"] < 0.5
+
+
+def test_after_step_runs_every_step():
+    x, y = _regression()
+    calls = []
+    fit(torch.nn.Linear(4, 1), _loss, lambda s: (x, y), steps=7, after_step=lambda m: calls.append(1),
+        device="cpu", progress=False)
+    assert len(calls) == 7
+
+
+def test_bad_input_is_a_clear_error():
+    x, y = _regression()
+    with pytest.raises(ValueError, match="positive int"):
+        fit(torch.nn.Linear(4, 1), _loss, lambda s: (x, y), steps=0, progress=False)
+    frozen = torch.nn.Linear(4, 1).requires_grad_(False)
+    with pytest.raises(ValueError, match="no trainable parameters"):
+        fit(frozen, _loss, lambda s: (x, y), steps=1, progress=False)
+    with pytest.raises(ValueError, match="no batches"):
+        fit(torch.nn.Linear(4, 1), _loss, [], steps=1, device="cpu", progress=False)
+    with pytest.raises(FloatingPointError, match="step 0"):
+        fit(torch.nn.Linear(4, 1), lambda m, b: m(b).sum() * math.inf, lambda s: x, steps=1, device="cpu",
+            progress=False)
+
+
+def test_warmup_cosine_shape():
+    values = [warmup_cosine(s, 100, 10) for s in range(100)]
+    assert values[0] == pytest.approx(0.1) and values[9] == pytest.approx(1.0)
+    assert values[10] == pytest.approx(1.0) and values[55] == pytest.approx(0.5)
+    assert all(a >= b for a, b in zip(values[10:], values[11:])) and values[-1] < 0.001
+
+
+def test_to_device_walks_nested_batches():
+    batch = {"a": torch.zeros(2), "b": [torch.ones(1), (torch.ones(1), "text")], "n": 3}
+    out = to_device(batch, torch.device("cpu"))
+    assert out["n"] == 3 and out["b"][1][1] == "text" and torch.equal(out["b"][0], torch.ones(1))
+
+
+def test_history_plot_draws_loss_and_evals():
+    h = History(loss=[1.0 / (i + 1) for i in range(50)], evals=[{"step": 25, "acc": 0.5}, {"step": 50, "acc": 0.9}])
+    fig = h.plot()
+    ax, ax2 = fig.axes
+    assert ax.get_lines()[0].get_ydata()[0] > ax.get_lines()[0].get_ydata()[-1]
+    assert list(ax2.get_lines()[0].get_ydata()) == [0.5, 0.9]
