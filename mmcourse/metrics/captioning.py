@@ -257,8 +257,10 @@ def _tokenize_corpus(hypotheses, references) -> tuple[list[list[str]], list[list
     hyps = [tokenize(h) for h in _check_list(hypotheses, "hypotheses")]
     refs = _tokenize_references(references, "references")
     if len(hyps) != len(refs):
-        raise ValueError(f"hypotheses and references: expected the same number of captions, "
-                         f"got {len(hyps)} hypotheses and {len(refs)} reference sets")
+        raise ValueError(
+            f"hypotheses and references: expected the same number of captions, "
+            f"got {len(hyps)} hypotheses and {len(refs)} reference sets"
+        )
     return hyps, refs
 
 

@@ -8,7 +8,8 @@ similarity, of the first relevant item (1 = the best-scoring item is relevant).
 Ties are counted **pessimistically**: an irrelevant item that scores exactly as high as the best relevant
 item is ranked above it. A model that gives every item the same score therefore gets the worst rank, not the
 best, and the rank never depends on the order of the items. (torchmetrics breaks ties by sort order instead,
-so compare with it on tie-free scores.)
+so compare with it on tie-free scores; its recall and reciprocal rank also ignore a relevant item whose score
+is <= 0, so shift cosine similarities to be positive first.)
 
     Recall@K = mean_q [rank_q <= K]                 (a "hit": at least one relevant item in the top K)
     MRR      = mean_q 1 / rank_q                    (over the FULL ranking)
@@ -124,21 +125,27 @@ def _relevance_mask(similarity: torch.Tensor, relevant: torch.Tensor) -> torch.T
     if torch.isnan(similarity).any():
         raise ValueError("similarity: contains NaN; ranks are undefined")
     if not isinstance(relevant, torch.Tensor):
-        raise TypeError("relevant: expected a bool mask (N_queries, N_items) or an index tensor "
-                        f"(N_queries,), got {type(relevant).__name__}")
+        raise TypeError(
+            "relevant: expected a bool mask (N_queries, N_items) or an index tensor "
+            f"(N_queries,), got {type(relevant).__name__}"
+        )
     relevant = relevant.to(similarity.device)
     if relevant.dtype == torch.bool:
         check_tensor(relevant, "relevant", shape=(n_queries, n_items))
     else:
         check_tensor(relevant, "relevant", shape=(n_queries,), dtype="int")
         if relevant.min() < 0 or relevant.max() >= n_items:
-            raise ValueError(f"relevant: expected item indices in [0, {n_items - 1}], "
-                             f"got min {relevant.min().item()}, max {relevant.max().item()}")
+            raise ValueError(
+                f"relevant: expected item indices in [0, {n_items - 1}], "
+                f"got min {relevant.min().item()}, max {relevant.max().item()}"
+            )
         relevant = relevant[:, None] == torch.arange(n_items, device=similarity.device)[None, :]
     no_relevant = (~relevant.any(dim=1)).nonzero().flatten()
     if no_relevant.numel():
-        raise ValueError(f"relevant: every query needs at least one relevant item; queries "
-                         f"{no_relevant[:5].tolist()} have none")
+        raise ValueError(
+            f"relevant: every query needs at least one relevant item; queries "
+            f"{no_relevant[:5].tolist()} have none"
+        )
     return relevant
 
 

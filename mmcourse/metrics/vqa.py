@@ -38,15 +38,16 @@ PUNCTUATION = list(';/[]"{}()=+\\_-><@`,?!')
 NUMBER_WORDS = {"none": "0", "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5",
                 "six": "6", "seven": "7", "eight": "8", "nine": "9", "ten": "10"}  # fmt: skip
 ARTICLES = {"a", "an", "the"}
-# A subset of the official list (which also has forms like "shouldnt've"): the common negations and pronouns.
+# A subset of the official list (which also has forms like "shouldnt've"); its capitalised keys ("Im")
+# never match the lower-cased words, so they are left out.
 CONTRACTIONS = {
     "aint": "ain't", "arent": "aren't", "cant": "can't", "couldnt": "couldn't", "couldve": "could've",
     "didnt": "didn't", "doesnt": "doesn't", "dont": "don't", "hadnt": "hadn't", "hasnt": "hasn't",
-    "havent": "haven't", "hes": "he's", "isnt": "isn't", "itll": "it'll",
-    "mightve": "might've", "mustnt": "mustn't", "oclock": "o'clock", "shouldnt": "shouldn't",
-    "shouldve": "should've", "thats": "that's", "theres": "there's", "theyre": "they're", "theyve": "they've",
-    "wasnt": "wasn't", "werent": "weren't", "whats": "what's", "wheres": "where's", "whos": "who's",
-    "wont": "won't", "wouldnt": "wouldn't", "wouldve": "would've", "youre": "you're", "youve": "you've",
+    "havent": "haven't", "hes": "he's", "isnt": "isn't", "itll": "it'll", "mightve": "might've",
+    "mustnt": "mustn't", "oclock": "o'clock", "shouldnt": "shouldn't", "shouldve": "should've",
+    "thats": "that's", "theres": "there's", "theyre": "they're", "theyve": "they've", "wasnt": "wasn't",
+    "werent": "weren't", "whats": "what's", "wheres": "where's", "whos": "who's", "wont": "won't",
+    "wouldnt": "wouldn't", "wouldve": "would've", "youre": "you're", "youve": "you've",
 }  # fmt: skip
 _COMMA_BETWEEN_DIGITS = re.compile(r"(\d)(,)(\d)")
 # The official pattern is "(?!<=\d)(\.)(?!\d)"; its "(?!<=\d)" (a typo for a look-behind) never fires,
@@ -111,15 +112,18 @@ def _check_pairs(predictions, answers) -> None:
     if not predictions:
         raise ValueError("predictions: expected at least one prediction, got an empty list")
     if len(predictions) != len(answers):
-        raise ValueError(f"predictions and answers: expected one list of human answers per prediction, "
-                         f"got {len(predictions)} predictions and {len(answers)} answer lists")
+        raise ValueError(
+            f"predictions and answers: expected one list of human answers per prediction, "
+            f"got {len(predictions)} predictions and {len(answers)} answer lists"
+        )
 
 
 def _check_answers(answers, name: str) -> None:
     if isinstance(answers, str) or not isinstance(answers, (list, tuple)):
         raise TypeError(f"{name}: expected a list of human answer strings, got {type(answers).__name__}")
     if len(answers) < MIN_ANNOTATORS:
-        raise ValueError(f"{name}: expected at least {MIN_ANNOTATORS} human answers (the VQA protocol), "
-                         f"got {len(answers)}")
+        raise ValueError(
+            f"{name}: expected at least {MIN_ANNOTATORS} human answers (the VQA protocol), got {len(answers)}"
+        )
     if not all(isinstance(a, str) for a in answers):
         raise TypeError(f"{name}: expected strings, got {[type(a).__name__ for a in answers]}")

@@ -1,0 +1,69 @@
+"""Word and character error rates of transcripts, by Levenshtein edit distance.
+
+    edit_distance(h, r) = fewest substitutions + deletions + insertions turning hypothesis h into reference r
+    WER = sum over utterances of edit_distance(words of h, words of r) / total number of reference words
+    CER = the same over characters (spaces included, as torchmetrics counts them)
+
+Both are corpus-level ratios (total edits / total reference length), not the mean of per-utterance rates,
+and can exceed 1 when the hypotheses insert many words. An empty hypothesis is fine (every reference word
+is a deletion: WER 1); an empty reference is an error (its error rate is undefined).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = ["edit_distance", "word_error_rate", "char_error_rate"]
+
+
+def edit_distance(hypothesis: Sequence, reference: Sequence) -> int:
+    """Levenshtein distance between two sequences (of words, characters or token ids), O(len h * len r)."""
+    previous = list(range(len(reference) + 1))  # distance from the empty hypothesis prefix
+    for i, token in enumerate(hypothesis, start=1):
+        current = [i]
+        for j, target in enumerate(reference, start=1):
+            substitute = previous[j - 1] + (token != target)
+            current.append(min(substitute, previous[j] + 1, current[j - 1] + 1))
+        previous = current
+    return previous[-1]
+
+
+def word_error_rate(hypotheses: list, references: list) -> float:
+    """Corpus WER. Each item is a string (split on whitespace) or a sequence of tokens (e.g. word ids)."""
+    return _error_rate(hypotheses, references, _words)
+
+
+def char_error_rate(hypotheses: list[str], references: list[str]) -> float:
+    """Corpus CER over the characters of each string, spaces included."""
+    return _error_rate(hypotheses, references, _characters)
+
+
+def _words(transcript) -> list:
+    return transcript.split() if isinstance(transcript, str) else list(transcript)
+
+
+def _characters(transcript) -> list[str]:
+    if not isinstance(transcript, str):
+        raise TypeError(f"char_error_rate: expected transcript strings, got {type(transcript).__name__}")
+    return list(transcript)
+
+
+def _error_rate(hypotheses, references, split) -> float:
+    for name, items in (("hypotheses", hypotheses), ("references", references)):
+        if not isinstance(items, list):
+            raise TypeError(f"{name}: expected a list of transcripts, got {type(items).__name__}")
+    if not references:
+        raise ValueError("references: expected at least one transcript, got an empty list")
+    if len(hypotheses) != len(references):
+        raise ValueError(
+            f"hypotheses and references: expected the same number of transcripts, "
+            f"got {len(hypotheses)} and {len(references)}"
+        )
+    edits = total = 0
+    for i, (hyp, ref) in enumerate(zip(hypotheses, references, strict=True)):
+        ref_tokens = split(ref)
+        if not ref_tokens:
+            raise ValueError(f"references[{i}]: is empty; the error rate of an empty reference is undefined")
+        edits += edit_distance(split(hyp), ref_tokens)
+        total += len(ref_tokens)
+    return edits / total
