@@ -6,7 +6,8 @@ STAMP := $(VENV)/.mmcourse-installed
 JOBS ?= 2
 # Models that chapters share are trained once into this cache (see mmcourse/zoo.py).
 export MMCOURSE_CACHE ?= $(CURDIR)/.mmcourse-cache
-PYTEST := $(BIN)/python -m pytest -n $(JOBS) --dist loadscope --nbval-lax --current-env
+# One thread per test process: JOBS processes share the cores without oversubscribing them.
+PYTEST := OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n $(JOBS) --dist loadscope --nbval-lax --current-env
 
 .PHONY: lab test chapter lint sync execute bench results readme clean
 

@@ -3,7 +3,7 @@
     python benchmarks/bench_nn.py [--batch 128] [--reps 7]
 
 A ratio of 1.00 means as fast; above 1 means ours is slower. CPU fp32 by default; timings are the median of
-`reps` runs after warm-up, interleaved so that a noisy neighbour affects both sides alike.
+`reps` runs after warm-up, interleaved (alternating who goes first) so that noise hits both alike.
 """
 
 from __future__ import annotations
@@ -27,11 +27,12 @@ def step(fn, params):
     fn().float().square().mean().backward()
 
 
-def compare(name, ours, theirs, params=(), reps=7, warmup=2):
+def compare(name, ours, theirs, params=(), reps=7, warmup=3):
     """Time two zero-argument callables (forward+backward), print and return ours / theirs."""
     times = {"ours": [], "theirs": []}
     for i in range(warmup + reps):
-        for key, fn in (("ours", ours), ("theirs", theirs)):
+        pair = (("ours", ours), ("theirs", theirs))
+        for key, fn in pair if i % 2 else pair[::-1]:  # alternate who goes first
             start = time.perf_counter()
             step(fn, params)
             if i >= warmup:
@@ -72,7 +73,8 @@ def main():
             lambda: theirs(x, x, x, need_weights=False)[0], params, reps)
     compare("MHA self + key padding: ours / nn.MultiheadAttention", lambda: ours(x, key_padding_mask=pad)[0],
             lambda: theirs(x, x, x, key_padding_mask=pad, need_weights=False)[0], params, reps)
-    compare("MHA self, weights returned: ours / nn.MultiheadAttention", lambda: ours(x, return_weights=True)[0],
+    compare("MHA self, weights returned: ours / nn.MultiheadAttention",
+            lambda: ours(x, return_weights=True)[0],
             lambda: theirs(x, x, x, average_attn_weights=False)[0], params, reps)
 
     q, k, v = (torch.randn(B, H, L, D // H, device=dev, requires_grad=True) for _ in range(3))

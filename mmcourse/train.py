@@ -6,8 +6,9 @@ from __future__ import annotations
 import itertools
 import math
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -29,28 +30,29 @@ class History:
     def last(self) -> dict[str, float]:
         return self.evals[-1] if self.evals else {}
 
-    def plot(self, ax=None, smooth: int = 20):
+    def plot(self, smooth: int = 20):
         """Loss (smoothed over `smooth` steps) and every eval metric against the step; returns the figure."""
         import matplotlib.pyplot as plt
 
-        if ax is None:
-            _, ax = plt.subplots(figsize=(6, 3))
+        fig, ax = plt.subplots(figsize=(6, 3))
         loss = torch.tensor(self.loss)
         if len(loss) >= smooth:
             loss = loss.unfold(0, smooth, 1).mean(1)
-        ax.plot(torch.arange(len(loss)) + (len(self.loss) - len(loss)), loss, label="train loss", color="tab:blue")
+        steps = torch.arange(len(loss)) + (len(self.loss) - len(loss)) + 1
+        lines = ax.plot(steps, loss, color="0.3", label="train loss")
         ax.set_xlabel("step")
         ax.set_ylabel("loss")
         if self.evals:
             ax2 = ax.twinx()
-            for key in self.evals[0]:
-                if key != "step":
-                    ax2.plot([e["step"] for e in self.evals], [e[key] for e in self.evals], "o-", ms=3, label=key)
-            ax2.set_ylabel("eval")
-            ax2.legend(loc="center right", fontsize=8)
-        ax.legend(loc="upper right", fontsize=8)
-        ax.figure.tight_layout()
-        return ax.figure
+            keys = [k for k in self.evals[0] if k != "step"]
+            for i, key in enumerate(keys):
+                lines += ax2.plot([e["step"] for e in self.evals], [e[key] for e in self.evals], "o-", ms=3,
+                                  color=f"C{i + 1}", label=key)
+            ax2.set_ylabel("evaluation")
+        ax.legend(lines, [line.get_label() for line in lines], loc="center right", fontsize=8)
+        fig.tight_layout()
+        plt.close(fig)
+        return fig
 
 
 def to_device(batch: Any, device: torch.device) -> Any:

@@ -64,7 +64,8 @@ def test_functional_equals_sdpa(case, lq, lk):
 def test_masked_keys_get_zero_weight():
     q, k, v = qkv()
     pad = padding()
-    _, weights = scaled_dot_product_attention(q, k, v, is_causal=True, key_padding_mask=pad, return_weights=True)
+    kw = dict(is_causal=True, key_padding_mask=pad, return_weights=True)
+    _, weights = scaled_dot_product_attention(q, k, v, **kw)
     assert (weights[0, ..., -2:] == 0).all()
     assert (weights.triu(diagonal=1) == 0).all()
 
@@ -88,7 +89,8 @@ def test_causal_with_every_key_padded_is_finite():
     q, k, v = qkv(LK, LK)
     pad = torch.zeros(B, LK, dtype=torch.bool)
     pad[0, :2] = True
-    out, weights = scaled_dot_product_attention(q, k, v, is_causal=True, key_padding_mask=pad, return_weights=True)
+    kw = dict(is_causal=True, key_padding_mask=pad, return_weights=True)
+    out, weights = scaled_dot_product_attention(q, k, v, **kw)
     assert torch.isfinite(out).all() and (weights[0, :, :2] == 0).all() and (out[0, :, :2] == 0).all()
 
 
@@ -128,7 +130,8 @@ def test_module_equals_nn_multihead_attention(case):
     x = torch.randn(B, LK, dim)
     ctx = torch.randn(B, LQ, kv_dim) if cross else x
     pad = padding(ctx.shape[1]) if case != "causal" else None
-    causal = torch.ones(LK, LK, dtype=torch.bool).triu(1) if case == "causal" else None  # torch: True = masked
+    # nn.MultiheadAttention's bool attn_mask is True = masked out (the opposite of F.sdpa's and ours)
+    causal = torch.ones(LK, LK, dtype=torch.bool).triu(1) if case == "causal" else None
     ref_out, ref_w = ref(x, ctx, ctx, key_padding_mask=pad, attn_mask=causal, average_attn_weights=False)
     kw = dict(key_padding_mask=pad, is_causal=case == "causal")
     out, weights = ours(x, ctx if cross else None, **kw, return_weights=True)
@@ -156,7 +159,8 @@ def test_masks_are_built_on_the_inputs_device():
     """On the meta device any mask made on the CPU by mistake would fail to combine."""
     q, k, v = (t.to("meta") for t in qkv())
     pad = padding().to("meta")
-    assert merge_masks(torch.ones(LQ, LK, dtype=torch.bool, device="meta"), pad, True, q, k).device.type == "meta"
+    keep = torch.ones(LQ, LK, dtype=torch.bool, device="meta")
+    assert merge_masks(keep, pad, True, q, k).device.type == "meta"
     attn = MultiheadAttention(D, 2).to("meta")
     out, weights = attn(torch.randn(B, LQ, D, device="meta"), key_padding_mask=padding(LQ).to("meta"),
                         is_causal=True, return_weights=True)
@@ -165,7 +169,8 @@ def test_masks_are_built_on_the_inputs_device():
 
 @pytest.mark.parametrize("make, match", [
     (lambda: MultiheadAttention(10, 3), r"dim=10, n_heads=3"),
-    (lambda: MultiheadAttention(8, 2)(torch.randn(B, LQ, 6)), r"x: expected shape \(B, Lq, 8\), got \(2, 5, 6\)"),
+    (lambda: MultiheadAttention(8, 2)(torch.randn(B, LQ, 6)),
+     r"x: expected shape \(B, Lq, 8\), got \(2, 5, 6\)"),
     (lambda: MultiheadAttention(8, 2)(torch.randn(B, LQ, 8), torch.randn(B, LK, 8)), "self-attention"),
     (lambda: MultiheadAttention(8, 2, kv_dim=4)(torch.randn(B, LQ, 8)), r"needs context \(B, Lk, 4\)"),
     (lambda: MultiheadAttention(8, 2, kv_dim=4)(torch.randn(B, LQ, 8), torch.randn(B, LK, 8)),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import random
 from dataclasses import dataclass, fields
 
 import torch
@@ -20,7 +21,8 @@ from torch import Tensor
 
 __all__ = [
     "COLOURS", "COLOUR_NAMES", "SHAPES", "SIZES", "HELD_OUT", "CLASS_NAMES", "BACKGROUND",
-    "make_generator", "name_index", "allowed_pairs", "Scenes", "sample_scenes", "render",
+    "make_generator", "python_rng", "name_index", "check_names", "allowed_pairs", "Scenes", "sample_scenes",
+    "render",
 ]
 
 COLOURS: dict[str, tuple[float, float, float]] = {  # name -> RGB in [0, 1]
@@ -65,6 +67,11 @@ def make_generator(seed: int | torch.Generator, stream: str = "") -> torch.Gener
     return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
 
 
+def python_rng(seed: int | torch.Generator, stream: str = "") -> random.Random:
+    """A `random.Random` seeded from `make_generator(seed, stream)`, for choices among strings."""
+    return random.Random(int(torch.randint(2**62, (1,), generator=make_generator(seed, stream))))
+
+
 def name_index(name: str, allowed: tuple[str, ...], what: str) -> int:
     """Index of `name` in `allowed`, or a ValueError naming the allowed values."""
     if name not in allowed:
@@ -72,13 +79,21 @@ def name_index(name: str, allowed: tuple[str, ...], what: str) -> int:
     return allowed.index(name)
 
 
+def check_names(names, allowed: tuple[str, ...], what: str) -> list[str]:
+    """`names` as a list, or a ValueError naming the first unknown one and the allowed values."""
+    for name in names:
+        name_index(name, allowed, what)
+    return list(names)
+
+
 def allowed_pairs(split: str = "all", held_out=HELD_OUT, colours=None, shapes=None) -> list[tuple[int, int]]:
-    """(colour index, shape index) pairs a split may use: "train" excludes `held_out`, "test" is only `held_out`."""
+    """(colour, shape) index pairs a split may use: "train" excludes `held_out`, "test" has only those."""
     name_index(split, SPLITS, "split")
     colours = COLOUR_NAMES if colours is None else tuple(colours)
     shapes = SHAPES if shapes is None else tuple(shapes)
     held = {(name_index(c, COLOUR_NAMES, "colour"), name_index(s, SHAPES, "shape")) for c, s in held_out}
-    pairs = [(name_index(c, COLOUR_NAMES, "colour"), name_index(s, SHAPES, "shape")) for c in colours for s in shapes]
+    pairs = [(name_index(c, COLOUR_NAMES, "colour"), name_index(s, SHAPES, "shape"))
+             for c in colours for s in shapes]
     if split == "train":
         pairs = [p for p in pairs if p not in held]
     elif split == "test":
@@ -133,12 +148,10 @@ class Scenes:
 
     def objects(self, i: int) -> list[dict]:
         """Scene `i` as a list of dicts: colour, shape, size names and the centre x, y."""
-        return [
-            {"colour": COLOUR_NAMES[c], "shape": SHAPES[s], "size": SIZES[z], "x": float(xy[0]), "y": float(xy[1])}
-            for s, c, z, xy in zip(self.shape[i].tolist(), self.colour[i].tolist(), self.size[i].tolist(),
-                                   self.center[i].cpu())
-            if s >= 0
-        ]
+        rows = zip(self.shape[i].tolist(), self.colour[i].tolist(), self.size[i].tolist(),
+                   self.center[i].tolist(), strict=True)
+        return [{"colour": COLOUR_NAMES[c], "shape": SHAPES[s], "size": SIZES[z], "x": x, "y": y}
+                for s, c, z, (x, y) in rows if s >= 0]
 
     def __len__(self) -> int:
         return self.shape.shape[0]
@@ -154,7 +167,9 @@ class Scenes:
 
     @classmethod
     def from_objects(cls, scenes: list[list[dict]]) -> Scenes:
-        """Build scenes by hand: each scene a list of dicts with colour, shape, size names and x, y in [0, 1]."""
+        """Scenes by hand: each a list of dicts with colour, shape and size names and x, y in [0, 1]."""
+        if not scenes:
+            raise ValueError("from_objects: expected a non-empty list of scenes")
         K = max(1, max(len(objs) for objs in scenes))
         out = cls(*(torch.full((len(scenes), K), -1) for _ in range(3)), torch.zeros(len(scenes), K, 2))
         for i, objs in enumerate(scenes):
@@ -162,6 +177,8 @@ class Scenes:
                 out.shape[i, k] = name_index(o["shape"], SHAPES, "shape")
                 out.colour[i, k] = name_index(o["colour"], COLOUR_NAMES, "colour")
                 out.size[i, k] = name_index(o["size"], SIZES, "size")
+                if not (0 <= o["x"] <= 1 and 0 <= o["y"] <= 1):
+                    raise ValueError(f"object x, y must be in [0, 1], got x={o['x']}, y={o['y']}")
                 out.center[i, k] = torch.tensor([float(o["x"]), float(o["y"])])
         return out
 
@@ -197,7 +214,7 @@ def sample_scenes(n: int, seed: int | torch.Generator = 0, *, min_objects: int =
     return scenes
 
 
-def _place(scenes: Scenes, g: torch.Generator, max_rounds: int = 500) -> Tensor:
+def _place(scenes: Scenes, g: torch.Generator, max_rounds: int = 10_000) -> Tensor:
     """Rejection sampling of non-overlapping centres, vectorised: redraw every scene that has an overlap."""
     rho = torch.tensor(BOUNDING_RADIUS)[scenes.shape.clamp(min=0)] * scenes.radius()  # (N, K)
     lo = rho + EDGE
@@ -205,8 +222,8 @@ def _place(scenes: Scenes, g: torch.Generator, max_rounds: int = 500) -> Tensor:
     free_area = (math.pi * (rho + GAP / 2) ** 2 * scenes.present).sum(1)
     if (free_area > HEX_PACKING * (1 - 2 * EDGE + GAP) ** 2).any():
         worst = scenes.n_objects[free_area.argmax()].item()
-        raise ValueError(f"impossible layout: {worst} objects of these sizes cannot fit on the canvas without "
-                         f"overlap; use fewer objects (max_objects) or smaller sizes")
+        raise ValueError(f"impossible layout: {worst} objects of these sizes cannot fit on the canvas "
+                         f"without overlap; use fewer objects (max_objects) or smaller sizes")
     N, K = scenes.shape.shape
     center = torch.zeros(N, K, 2)
     todo = torch.arange(N)
@@ -244,46 +261,66 @@ def render(scenes: Scenes, resolution: int = 32, seed: int | torch.Generator = 0
         N, K = part.shape.shape
         jitter = torch.randn(N, K, 3, generator=g) * colour_jitter
         pixel_noise = torch.randn(N, 3, resolution, resolution, generator=g) * noise
-        image, mask = _render_chunk(part.to(device), resolution, antialias, jitter.to(device))
+        image, mask = _render_chunk(part.to(device), resolution, antialias, jitter.to(device), return_masks)
         images.append((image + pixel_noise.to(device)).clamp(0, 1))
         masks.append(mask)
-    images = torch.cat(images)
-    return (images, torch.cat(masks)) if return_masks else images
+    return (torch.cat(images), torch.cat(masks)) if return_masks else torch.cat(images)
 
 
-def _render_chunk(scenes: Scenes, R: int, antialias: bool, jitter: Tensor) -> tuple[Tensor, Tensor]:
-    """Composite the objects of N scenes over the background: (N, 3, R, R) image, (N, K, R, R) coverage."""
+def _render_chunk(scenes: Scenes, R: int, antialias: bool, jitter: Tensor,
+                  want_coverage: bool) -> tuple[Tensor, Tensor | None]:
+    """Composite the objects of N scenes over the background: (N, 3, R, R) image, (N, K, R, R) coverage.
+
+    Each object is drawn only inside a small w x w window around it (every window the same size, so the
+    M objects of the chunk are one (M, w, w) tensor), then added into its scene's image.
+    """
     device = scenes.shape.device
     N, K = scenes.shape.shape
-    pix = torch.arange(R, device=device, dtype=torch.float32) + 0.5  # pixel centres
-    c = scenes.center * R
-    px = pix.view(1, 1, 1, R) - c[..., 0, None, None]  # (N, K, 1, R), x relative to the object centre
-    py = pix.view(1, 1, R, 1) - c[..., 1, None, None]  # (N, K, R, 1)
-    r = (scenes.radius() * R)[..., None, None]
-    sdf = torch.where(scenes.shape[..., None, None] == 0, _circle(px, py, r), 0.0)
-    sdf = torch.where(scenes.shape[..., None, None] == 1, _square(px, py, SQUARE_HALF * r), sdf)
-    sdf = torch.where(scenes.shape[..., None, None] == 2, _triangle(px, py, TRIANGLE_R * r), sdf)
-    alpha = (0.5 - sdf).clamp(0, 1) if antialias else (sdf <= 0).float()
-    alpha = alpha * scenes.present[..., None, None]  # (N, K, R, R)
+    idx = scenes.present.flatten().nonzero()[:, 0]  # the M objects present, as flat (scene * K + slot)
+    M, shape = len(idx), scenes.shape.flatten()[idx]
+    c = scenes.center.flatten(0, 1)[idx] * R  # (M, 2) centres in pixels
+    r = scenes.radius().flatten()[idx] * R  # (M,) radii in pixels
+    bounding = torch.tensor(BOUNDING_RADIUS, device=device)[shape] * r
+    w = min(R, math.ceil(2 * bounding.max().item()) + 2) if M else 1
+    origin = (c - w / 2).round().clamp(0, R - w).long()  # (M, 2) top-left pixel of each window
+    xs, ys = (origin[:, i, None] + torch.arange(w, device=device) for i in (0, 1))  # (M, w) pixel indices
+    px = (xs + 0.5 - c[:, 0, None]).view(M, 1, w)  # x of pixel centres relative to the object centre
+    py = (ys + 0.5 - c[:, 1, None]).view(M, w, 1)
+    sdf = torch.empty(M, w, w, device=device)
+    for s, shape_sdf in enumerate((_circle, _square, _triangle)):  # each shape's formula on its objects only
+        sel = (shape == s).nonzero()[:, 0]
+        sdf[sel] = shape_sdf(px[sel], py[sel], r[sel, None, None])
+    alpha = ((0.5 - sdf).clamp(0, 1) if antialias else (sdf <= 0).float()).view(M, w * w)
+    pixel = (ys[:, :, None] * R + xs[:, None, :]).view(M, w * w)  # flat pixel index of each window cell
     palette = torch.tensor(list(COLOURS.values()), device=device)
-    rgb = (palette[scenes.colour.clamp(min=0)] + jitter).clamp(0, 1)  # (N, K, 3)
-    bg = torch.tensor(BACKGROUND, device=device).view(1, 3, 1, 1)
-    image = bg + torch.einsum("nkhw,nkc->nchw", alpha, rgb - bg.view(1, 1, 3))
-    return image, alpha
+    rgb = (palette[scenes.colour.flatten()[idx]] + jitter.flatten(0, 1)[idx]).clamp(0, 1)  # (M, 3)
+    bg = torch.tensor(BACKGROUND, device=device)
+    image = bg.view(1, 3, 1).repeat(N, 1, R * R)
+    channel = torch.arange(3, device=device).view(1, 3, 1)
+    contribution = alpha[:, None] * (rgb - bg)[..., None]  # (M, 3, w * w)
+    image.index_put_((idx[:, None, None] // K, channel, pixel[:, None]), contribution, accumulate=True)
+    if not want_coverage:
+        return image.view(N, 3, R, R), None
+    coverage = torch.zeros(N * K, R * R, device=device)
+    coverage[idx[:, None], pixel] = alpha
+    return image.view(N, 3, R, R), coverage.view(N, K, R, R)
 
 
 def _circle(px: Tensor, py: Tensor, r: Tensor) -> Tensor:
+    """Signed distance to a circle of radius r; px (M, 1, R) and py (M, R, 1) broadcast to (M, R, R)."""
     return torch.sqrt(px**2 + py**2) - r
 
 
-def _square(px: Tensor, py: Tensor, half: Tensor) -> Tensor:
+def _square(px: Tensor, py: Tensor, r: Tensor) -> Tensor:
+    half = SQUARE_HALF * r
     qx, qy = px.abs() - half, py.abs() - half
     outside = torch.sqrt(qx.clamp(min=0) ** 2 + qy.clamp(min=0) ** 2)
     return outside + torch.maximum(qx, qy).clamp(max=0)
 
 
-def _triangle(px: Tensor, py: Tensor, R: Tensor) -> Tensor:
+def _triangle(px: Tensor, py: Tensor, r: Tensor) -> Tensor:
     """Equilateral triangle pointing up, circumradius R: the largest of its three edge distances."""
+    R = TRIANGLE_R * r
     s, c = math.sin(math.pi / 6), math.cos(math.pi / 6)
     bottom = py - R * s  # the inradius is R * sin(30 deg)
     left, right = -c * px - s * py - R * s, c * px - s * py - R * s

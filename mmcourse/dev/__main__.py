@@ -18,7 +18,8 @@ def _lectures(names: list[str]) -> list[Path]:
     if names:
         found = [p for p in found if any(p.name.startswith(n) or p.stem == n for n in names)]
         if not found:
-            sys.exit(f"no lecture notebook matches {names}; have: {[p.stem for p in (ROOT / 'notebooks').glob('*.ipynb')]}")
+            have = [p.stem for p in (ROOT / "notebooks").glob("*.ipynb")]
+            sys.exit(f"no lecture notebook matches {names}; have: {have}")
     return found
 
 
@@ -52,7 +53,8 @@ def cmd_bench(args) -> None:
             continue
         nb = notebooks.notebook_from_py(py)
         start = time.perf_counter()
-        NotebookClient(nb, timeout=1800, kernel_name="python3", resources={"metadata": {"path": str(py.parent)}}).execute()
+        resources = {"metadata": {"path": str(py.parent)}}
+        NotebookClient(nb, timeout=1800, kernel_name="python3", resources=resources).execute()
         seconds = time.perf_counter() - start
         total += seconds
         print(f"{str(py.relative_to(ROOT).with_suffix('.ipynb')):40s} {seconds:8.1f}", flush=True)

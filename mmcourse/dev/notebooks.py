@@ -22,13 +22,14 @@ PAIRED_DIRS = ("notebooks", "solutions", "exercises")
 REPO = "mmcourse/mmcourse"  # the GitHub repository (owner/name): the one place it is named
 BRANCH = "main"
 
-SETUP_SOURCE = f'''# Setup: on Colab, install the course's helper package (only it: Colab's torch, numpy and ipywidgets stay).
+SETUP_SOURCE = f'''# Setup: on Colab, install the course's helper package only (Colab's torch, numpy, ipywidgets stay).
 import sys
 
 if "google.colab" in sys.modules:
     import subprocess
 
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "mmcourse @ git+https://github.com/{REPO}@{BRANCH}"], check=True)'''
+    url = "git+https://github.com/{REPO}@{BRANCH}"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"mmcourse @ {{url}}"], check=True)'''
 
 KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
 _JUPYTEXT_META = {"notebook_metadata_filter": "-all", "cell_metadata_filter": "-all"}
@@ -44,9 +45,8 @@ def pairs(root: Path = ROOT) -> list[tuple[Path, Path]]:
     """Every (py, ipynb) pair of the course, by directory then name. A lone .py or .ipynb is a pair with a gap."""
     found = []
     for d in PAIRED_DIRS:
-        stems = {p.stem for p in (root / d).glob("[0-9][0-9]_*.py")} | {
-            p.stem for p in (root / d).glob("[0-9][0-9]_*.ipynb")
-        }
+        stems = {p.stem for p in (root / d).glob("[0-9][0-9]_*.py")}
+        stems |= {p.stem for p in (root / d).glob("[0-9][0-9]_*.ipynb")}
         found += [(root / d / f"{s}.py", root / d / f"{s}.ipynb") for s in sorted(stems)]
     return found
 
@@ -132,6 +132,8 @@ def sync(root: Path = ROOT) -> list[Path]:
     for py, ipynb in pairs(root):
         if not py.exists():
             raise FileNotFoundError(f"{ipynb} has no .py twin: the .py is the source of a notebook")
+        if update_setup_cell(py):
+            changed.append(py)
         old = nbformat.read(ipynb, as_version=4) if ipynb.exists() else None
         nb = notebook_from_py(py, old)
         if py.parent.name != "notebooks":  # solutions and exercises are committed without outputs
@@ -141,6 +143,17 @@ def sync(root: Path = ROOT) -> list[Path]:
             write_atomic(ipynb, text)
             changed.append(ipynb)
     return changed
+
+
+def update_setup_cell(py: Path) -> bool:
+    """Rewrite the setup cell of `py` (its first code cell, starting "# Setup:") to SETUP_SOURCE; True if changed."""
+    nb = read_py(py)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    if not code or not code[0].source.startswith("# Setup:") or code[0].source.strip("\n") == SETUP_SOURCE:
+        return False
+    code[0].source = SETUP_SOURCE
+    write_py(nb, py)
+    return True
 
 
 def strip_outputs(nb) -> None:
@@ -215,7 +228,8 @@ def execute(ipynb: Path, timeout: int = 600, kernel: str = "python3") -> float:
     os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     try:
         start = time.perf_counter()
-        NotebookClient(nb, timeout=timeout, kernel_name=kernel, resources={"metadata": {"path": str(ipynb.parent)}}).execute()
+        resources = {"metadata": {"path": str(ipynb.parent)}}
+        NotebookClient(nb, timeout=timeout, kernel_name=kernel, resources=resources).execute()
         seconds = time.perf_counter() - start
     finally:
         if env_before is None:

@@ -12,8 +12,9 @@ check rejects each of them, so no check can pass vacuously.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 

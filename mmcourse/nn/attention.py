@@ -6,7 +6,7 @@ Mask conventions (the same as torch's, which itself uses two):
   Careful: `nn.MultiheadAttention`'s bool attn_mask is the opposite (True = masked out).
 - `key_padding_mask` as in `nn.MultiheadAttention`: bool (B, Lk), True = padding, ignored as a key.
 - `is_causal`: query i attends keys 0..i (top-left aligned, like torch, also when Lq != Lk).
-A query row whose keys are all masked gets zero weights and a zero output (as torch >= 2.5 does), never NaN.
+A query row whose keys are all masked gets zero weights and a zero output (as recent torch does), never NaN.
 """
 
 from __future__ import annotations

@@ -21,7 +21,9 @@ def attention_rollout(attn_list: Sequence[Tensor]) -> Tensor:
     if len(attn_list) == 0:
         raise ValueError("attn_list: expected at least one layer of attention weights, got none")
     first = attn_list[0]
-    check_tensor(first, "attn_list[0]", shape=("B", "H", first.shape[-1], "L"), dtype="float")
+    check_tensor(first, "attn_list[0]", dtype="float")
+    if first.ndim != 4 or first.shape[-1] != first.shape[-2]:
+        raise ValueError(f"attn_list[0]: expected shape (B, H, L, L), got {tuple(first.shape)}")
     eye = torch.eye(first.shape[-1], dtype=first.dtype, device=first.device)
     rollout = eye.expand_as(first[:, 0])
     for i, attn in enumerate(attn_list):

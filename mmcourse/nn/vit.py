@@ -1,6 +1,7 @@
 """Vision Transformer with CLIP's vision-tower layout and parameter names (open_clip `VisionTransformer`):
 conv1 (patch embedding, no bias) -> [class_embedding; patches] + positional_embedding -> ln_pre -> transformer
--> ln_post on the CLS token -> proj (no bias). open_clip ViT weights port with a small key map.
+-> ln_post on the CLS token -> proj (no bias). open_clip ViT weights port by renaming
+`attn.in_proj_weight` / `attn.in_proj_bias` to `attn.qkv.weight` / `attn.qkv.bias`; other keys are the same.
 """
 
 from __future__ import annotations

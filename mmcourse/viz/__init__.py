@@ -1,0 +1,23 @@
+"""Pictures, sounds and widgets: `viz.world` for the data, `viz.attention` for what transformers look at."""
+
+from mmcourse.viz.attention import (
+    attention_explorer,
+    cls_attention_grid,
+    plot_attention_maps,
+    plot_attention_rollout,
+    plot_pos_embedding_similarity,
+)
+from mmcourse.viz.world import play_audio, plot_spectrogram, show_images, show_video, video_strip
+
+__all__ = [
+    "attention_explorer",
+    "cls_attention_grid",
+    "plot_attention_maps",
+    "plot_attention_rollout",
+    "plot_pos_embedding_similarity",
+    "play_audio",
+    "plot_spectrogram",
+    "show_images",
+    "show_video",
+    "video_strip",
+]

@@ -1,0 +1,74 @@
+# %% [markdown]
+# # 00 · Exercises: the multimodal landscape
+#
+# Three small tools every later chapter relies on. Write the body of each function, run its cell, then run the
+# `check` cell below it: it prints ✓ when your answer is right, or what was expected, what came out and a hint.
+#
+# (`solutions/` holds the worked answers; `exercises/` is generated from it with the answers removed.)
+
+# %%
+# Setup: on Colab, install the course's helper package only (Colab's torch, numpy, ipywidgets stay).
+import sys
+
+if "google.colab" in sys.modules:
+    import subprocess
+
+    url = "git+https://github.com/mmcourse/mmcourse@main"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"mmcourse @ {url}"], check=True)
+
+# %%
+import torch
+
+from mmcourse.data import EOT_ID, PAD_ID
+from mmcourse.grading import check
+
+# %% [markdown]
+# ## 1. Noise at an exact signal-to-noise ratio
+#
+# Robustness experiments (chapter 07) sweep the SNR, so it must be exact. With powers P measured as the mean
+# square of each row (the last dimension), SNR in decibels is 10·log10(P_signal / P_noise). Scale `noise` so that
+# each row of the result `signal + scaled noise` has exactly `snr_db`. Signals are (..., T); do not change
+# `signal` in place.
+
+
+# %%
+def add_noise(signal, noise, snr_db):
+    """(..., T) signal and noise, a number snr_db -> (..., T) signal + noise at that SNR, row by row."""
+    raise NotImplementedError("exercise: write the body of `add_noise`")
+
+
+# %%
+check("00.add_noise", add_noise)
+
+# %% [markdown]
+# ## 2. Padding a batch of token ids
+#
+# `rows` is a list of token-id lists, each `<sot> … <eot>`. Build a (B, context_length) tensor of ids that a model
+# can embed: pad short rows with `PAD_ID` at the end; cut long rows to `context_length` tokens **keeping `<eot>` as
+# the last one** (the text encoder reads its summary there — lose it and the row has no summary).
+
+
+# %%
+def pad_batch(rows, context_length):
+    """list of B lists of ids -> (B, context_length) torch.long."""
+    raise NotImplementedError("exercise: write the body of `pad_batch`")
+
+
+# %%
+check("00.pad_batch", pad_batch)
+
+# %% [markdown]
+# ## 3. The mel scale
+#
+# Log-mel spectrograms space their frequency bands evenly on the mel scale, which follows how we hear pitch: the
+# HTK formula is m = 2595 · log10(1 + f / 700). Make it work for a float and, element-wise, for a tensor.
+
+
+# %%
+def hz_to_mel(f):
+    """Frequency in Hz (float or tensor) -> mel (same type)."""
+    raise NotImplementedError("exercise: write the body of `hz_to_mel`")
+
+
+# %%
+check("00.hz_to_mel", hz_to_mel)

@@ -1,0 +1,209 @@
+"""CLIP (Radford et al., 2021): an image tower and a text tower trained so that an image and its caption land
+close together in one embedding space. Layout and parameter names follow open_clip's model.py, so OpenAI /
+open_clip weights port with a small key map (`mmcourse.models.clip_port`).
+
+    images (B, 3, H, W) -> visual: ViT -> (B, embed_dim) -> normalise ─┐
+                                                                        ├─> s · x̂ ŷᵀ (+ b) = logits (B, B)
+    ids (B, L) -> text: causal transformer, pool at EOT -> (B, embed_dim) -> normalise ─┘
+
+s = exp(logit_scale) is learned (init 1/0.07, clamped at 100); the SigLIP variant adds a learned bias b.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mmcourse.losses import clip_loss, siglip_loss
+from mmcourse.nn import Transformer, VisionTransformer
+from mmcourse.utils import check_tensor
+
+__all__ = ["CLIPConfig", "CLIP", "TextTransformer", "pool_eot", "pool_argmax_hidden",
+           "zero_shot_classifier", "zero_shot_predict"]
+
+
+def pool_eot(hidden: Tensor, ids: Tensor, eot_id: int) -> Tensor:
+    """hidden (B, L, D), ids (B, L) -> (B, D): each row's hidden state at its first end-of-text token.
+
+    Under the causal mask the EOT token is the first one that has seen the whole caption.
+    (OpenAI's CLIP writes `ids.argmax(-1)`: the same position, because its EOT id 49407 is the largest id.)
+    """
+    check_tensor(hidden, "hidden", shape=("B", "L", "D"), dtype="float")
+    check_tensor(ids, "ids", shape=hidden.shape[:2], dtype="int")
+    is_eot = ids == eot_id
+    missing = (~is_eot.any(dim=1)).nonzero().flatten().tolist()
+    if missing:
+        raise ValueError(f"ids: no end-of-text token (id {eot_id}) in row(s) {missing}: tokenize with an EOT "
+                         "token (a caption cut at the context length must still end with it)")
+    position = is_eot.int().argmax(dim=1)  # argmax returns the first maximum: the first EOT
+    return hidden[torch.arange(len(ids), device=ids.device), position]
+
+
+def pool_argmax_hidden(hidden: Tensor) -> Tensor:
+    """THE BUG (seed #1), kept for the "spot the bug" lesson: pools where the hidden state is largest.
+
+    hidden (B, L, D) -> (B, D) at the position holding each row's largest activation. That position depends
+    on the activations, not on where the caption ends, so it changes as the model trains and can land on
+    padding or mid-caption. The position must come from the token ids: use `pool_eot`.
+    """
+    check_tensor(hidden, "hidden", shape=("B", "L", "D"), dtype="float")
+    position = hidden.amax(dim=-1).argmax(dim=1)
+    return hidden[torch.arange(len(hidden), device=hidden.device), position]
+
+
+class TextTransformer(nn.Module):
+    """ids (B, L ≤ context_length) -> (B, output_dim): token + positional embedding -> pre-LN blocks under a
+    causal mask -> ln_final -> hidden state at the EOT token -> text_projection (no bias)."""
+
+    def __init__(self, vocab_size: int, context_length: int, width: int, layers: int, heads: int,
+                 output_dim: int, eot_id: int, mlp_ratio: float = 4.0, act: str = "gelu"):
+        super().__init__()
+        if not 0 <= eot_id < vocab_size:
+            raise ValueError(f"eot_id must be a token id in [0, {vocab_size}), got {eot_id}")
+        self.vocab_size, self.context_length, self.eot_id = vocab_size, context_length, eot_id
+        self.token_embedding = nn.Embedding(vocab_size, width)
+        self.positional_embedding = nn.Parameter(0.01 * torch.randn(context_length, width))
+        self.transformer = Transformer(width, layers, heads, mlp_ratio, act)
+        self.ln_final = nn.LayerNorm(width)
+        self.text_projection = nn.Parameter(width**-0.5 * torch.randn(width, output_dim))
+        nn.init.normal_(self.token_embedding.weight, std=0.02)
+
+    def hidden(self, ids: Tensor) -> Tensor:
+        """ids (B, L) -> ln_final of every position (B, L, width)."""
+        check_tensor(ids, "ids", shape=("B", "L"), dtype="int")
+        if ids.shape[1] > self.context_length:
+            raise ValueError(f"ids: expected at most context_length={self.context_length} tokens, "
+                             f"got {ids.shape[1]}")
+        lo, hi = (ids.min().item(), ids.max().item()) if ids.numel() else (0, 0)
+        if lo < 0 or hi >= self.vocab_size:
+            raise ValueError(f"ids: token ids must be in [0, {self.vocab_size}), got min {lo}, max {hi}: "
+                             "was the tokenizer built for this model?")
+        x = self.token_embedding(ids) + self.positional_embedding[: ids.shape[1]]
+        return self.ln_final(self.transformer(x, is_causal=True))
+
+    def forward(self, ids: Tensor) -> Tensor:
+        return pool_eot(self.hidden(ids), ids, self.eot_id) @ self.text_projection
+
+
+@dataclass
+class CLIPConfig:
+    """Every size of a CLIP. The defaults are OpenAI's ViT-B/32; `tiny()` is the course's CPU model."""
+
+    vocab_size: int = 49408
+    eot_id: int = 49407  # the tokenizer's end-of-text id
+    context_length: int = 77
+    embed_dim: int = 512
+    image_size: int = 224
+    patch_size: int = 32
+    conv_stem: bool = False  # two 3x3 stride-2 convs instead of patchify (patch_size must be 4)
+    vision_width: int = 768
+    vision_layers: int = 12
+    vision_heads: int = 12
+    text_width: int = 512
+    text_layers: int = 12
+    text_heads: int = 8
+    mlp_ratio: float = 4.0
+    act: str = "quick_gelu"  # OpenAI's weights need "quick_gelu"; "gelu" is torch's exact GELU
+    loss: str = "clip"  # "clip" (softmax InfoNCE) or "siglip" (pairwise sigmoid, adds logit_bias)
+
+    @classmethod
+    def tiny(cls, vocab_size: int, eot_id: int, context_length: int = 20, **overrides) -> CLIPConfig:
+        """Width 64, 2 + 2 layers, 4 heads, conv stem on 32x32 images (64 tokens): trains on a CPU in minutes.
+
+        vocab_size and eot_id come from the tokenizer; overrides replace any other field."""
+        sizes = dict(embed_dim=64, image_size=32, patch_size=4, conv_stem=True, vision_width=64,
+                     vision_layers=2, vision_heads=4, text_width=64, text_layers=2, text_heads=4, act="gelu")
+        return cls(vocab_size=vocab_size, eot_id=eot_id, context_length=context_length,
+                   **{**sizes, **overrides})
+
+
+class CLIP(nn.Module):
+    """Two towers and a learned temperature. forward(images, ids) -> (logits_per_image, logits_per_text)."""
+
+    def __init__(self, config: CLIPConfig):
+        super().__init__()
+        if config.loss not in ("clip", "siglip"):
+            raise ValueError(f"config.loss: expected 'clip' or 'siglip', got {config.loss!r}")
+        c = self.config = config
+        self.visual = VisionTransformer(c.image_size, c.patch_size, c.vision_width, c.vision_layers,
+                                        c.vision_heads, c.mlp_ratio, output_dim=c.embed_dim, act=c.act,
+                                        conv_stem=c.conv_stem)
+        self.text = TextTransformer(c.vocab_size, c.context_length, c.text_width, c.text_layers, c.text_heads,
+                                    c.embed_dim, c.eot_id, c.mlp_ratio, c.act)
+        siglip = c.loss == "siglip"
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(10) if siglip else math.log(1 / 0.07)))
+        self.logit_bias = nn.Parameter(torch.tensor(-10.0)) if siglip else None
+
+    def encode_image(self, images: Tensor, normalize: bool = False) -> Tensor:
+        """images (B, 3, image_size, image_size) -> (B, embed_dim)."""
+        features = self.visual(images)
+        return F.normalize(features, dim=-1) if normalize else features
+
+    def encode_text(self, ids: Tensor, normalize: bool = False) -> Tensor:
+        """ids (B, L) -> (B, embed_dim)."""
+        features = self.text(ids)
+        return F.normalize(features, dim=-1) if normalize else features
+
+    def forward(self, images: Tensor, ids: Tensor) -> tuple[Tensor, Tensor]:
+        """B images and their B captions -> logits_per_image (B, B) = s · x̂ ŷᵀ (+ b), and its transpose."""
+        _check_pairs(images, ids)
+        logits = self.logit_scale.exp() * self.encode_image(images, True) @ self.encode_text(ids, True).T
+        if self.logit_bias is not None:
+            logits = logits + self.logit_bias
+        return logits, logits.T
+
+    def contrastive_loss(self, images: Tensor, ids: Tensor) -> Tensor:
+        """The training loss of this model's kind (`clip_loss` or `siglip_loss`) on B matching pairs."""
+        _check_pairs(images, ids)
+        x, y, s = self.encode_image(images), self.encode_text(ids), self.logit_scale.exp()
+        return clip_loss(x, y, s) if self.logit_bias is None else siglip_loss(x, y, s, self.logit_bias)
+
+    @torch.no_grad()
+    def clamp_logit_scale(self) -> None:
+        """Keep s = exp(logit_scale) in [1, 100] as open_clip's training loop does; call after every optimiser
+        step (`fit(..., after_step=CLIP.clamp_logit_scale)`)."""
+        self.logit_scale.clamp_(0, math.log(100))
+
+
+def _check_pairs(images: Tensor, ids: Tensor) -> None:
+    check_tensor(images, "images", ndim=4)
+    check_tensor(ids, "ids", ndim=2)
+    if len(images) != len(ids):
+        raise ValueError(f"images and ids must be B matching pairs: got {len(images)} images and {len(ids)} "
+                         "captions (to score images against other texts, use encode_image / encode_text)")
+
+
+@torch.no_grad()
+def zero_shot_classifier(model: CLIP, tokenize: Callable[[list[str]], Tensor], classnames: Sequence[str],
+                         templates: Sequence[str | Callable[[str], str]]) -> Tensor:
+    """Class weights (embed_dim, n_classes): per class, encode every template filled with the class name
+    ("a photo of a {}." or a function name -> prompt), normalise, average the prompts, re-normalise."""
+    if isinstance(classnames, str) or not classnames:
+        raise ValueError(f"classnames: expected a non-empty list of names, got {classnames!r}")
+    if isinstance(templates, str) or not templates:
+        raise ValueError(f"templates: expected a non-empty list of templates, got {templates!r}")
+    for t in templates:
+        if not (callable(t) or (isinstance(t, str) and "{}" in t)):
+            raise ValueError(f"templates: each must be a function or a string with '{{}}', got {t!r}")
+    device = model.logit_scale.device
+    weights = []
+    for name in classnames:
+        ids = tokenize([t(name) if callable(t) else t.format(name) for t in templates])
+        prompts = model.encode_text(ids.to(device), normalize=True)  # (n_templates, embed_dim)
+        weights.append(F.normalize(prompts.mean(dim=0), dim=-1))
+    return torch.stack(weights, dim=1)
+
+
+@torch.no_grad()
+def zero_shot_predict(model: CLIP, images: Tensor, weights: Tensor) -> Tensor:
+    """images (B, 3, H, W), weights (embed_dim, n_classes) -> predicted class (B,) by cosine similarity.
+
+    The scores themselves are `model.encode_image(images, normalize=True) @ weights`."""
+    check_tensor(weights, "weights", shape=(model.config.embed_dim, "n_classes"), dtype="float")
+    features = model.encode_image(images, normalize=True)
+    return (features @ weights.to(features.device)).argmax(dim=-1)

@@ -1,0 +1,170 @@
+"""Pictures of a ViT's attention: CLS maps per layer and head, attention rollout, positional-embedding
+similarity, and a small widget explorer (core ipywidgets, works on 7 and 8).
+
+`attentions` everywhere is what `VisionTransformer(..., return_attn=True).attentions` gives: one tensor per
+layer, (B, heads, 1 + N, 1 + N), token 0 the CLS token and the N = g·g patch tokens row by row.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from torch import Tensor
+
+from mmcourse.nn.rollout import attention_rollout
+from mmcourse.utils import check_tensor
+from mmcourse.viz._common import to_hwc
+
+__all__ = ["cls_attention_grid", "plot_attention_maps", "plot_attention_rollout",
+           "plot_pos_embedding_similarity", "attention_explorer"]
+
+
+def cls_attention_grid(attn: Tensor, n_prefix: int = 1) -> Tensor:
+    """(..., 1 + N, 1 + N) attention -> the CLS query's weights on the patches as a (..., g, g) grid."""
+    n = attn.shape[-1] - n_prefix
+    g = math.isqrt(max(n, 0))
+    if g * g != n or g == 0:
+        raise ValueError(f"attention: expected {n_prefix} prefix token(s) + a square number of patches, "
+                         f"got {attn.shape[-1]} tokens (shape {tuple(attn.shape)})")
+    return attn[..., 0, n_prefix:].unflatten(-1, (g, g))
+
+
+def plot_attention_maps(image: Tensor, attentions: Sequence[Tensor], index: int = 0, alpha: float = 0.5,
+                        cmap: str = "inferno"):
+    """Grid figure: a row per layer, a column per head (+ their mean), CLS attention over image `index`.
+
+    `image` (C, H, W). Each panel is scaled to its own min and max: compare where, not how much.
+    """
+    maps = torch.stack([cls_attention_grid(_select(a, index, i)) for i, a in enumerate(attentions)])
+    maps = torch.cat([maps, maps.mean(1, keepdim=True)], dim=1)  # (layers, heads + 1, g, g)
+    rows, cols = maps.shape[:2]
+    fig, axes = plt.subplots(rows, cols, figsize=(1.7 * cols, 1.7 * rows), squeeze=False)
+    img = to_hwc(image, rgb=True)
+    for r in range(rows):
+        for c in range(cols):
+            _overlay(axes[r, c], img, maps[r, c], alpha, cmap)
+            if r == 0:
+                axes[r, c].set_title("mean" if c == cols - 1 else f"head {c}", fontsize=9)
+        axes[r, 0].set_ylabel(f"layer {r}", fontsize=9)
+    fig.suptitle("CLS attention to each patch", fontsize=10)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def plot_attention_rollout(image: Tensor, attentions: Sequence[Tensor], index: int = 0, alpha: float = 0.5,
+                           cmap: str = "inferno"):
+    """Three panels: the image, the last layer's head-mean CLS map, and the rollout through all layers."""
+    per_layer = [_select(a, index, i)[None] for i, a in enumerate(attentions)]
+    last = cls_attention_grid(per_layer[-1][0].mean(0))
+    rollout = cls_attention_grid(attention_rollout(per_layer)[0])
+    fig, axes = plt.subplots(1, 3, figsize=(7.5, 2.8))
+    img = to_hwc(image, rgb=True)
+    axes[0].imshow(img)
+    axes[0].set_title("image", fontsize=10)
+    _overlay(axes[1], img, last, alpha, cmap)
+    axes[1].set_title("last layer (head mean)", fontsize=10)
+    _overlay(axes[2], img, rollout, alpha, cmap)
+    axes[2].set_title(f"rollout ({len(per_layer)} layers)", fontsize=10)
+    for ax in axes:
+        ax.set_axis_off()
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def plot_pos_embedding_similarity(pos_embedding: Tensor, n_prefix: int = 1, cmap: str = "viridis"):
+    """Tile (i, j) shows the cosine similarity of patch (i, j)'s positional embedding to every patch's.
+
+    `pos_embedding` (n_prefix + N, D), e.g. `vit.positional_embedding`. A trained ViT shows a bright spot that
+    follows (i, j), often with its row and column: the model learned the 2D grid from 1D positions.
+    """
+    check_tensor(pos_embedding, "pos_embedding", shape=("L", "D"), dtype="float")
+    pos = torch.nn.functional.normalize(pos_embedding.detach().float().cpu()[n_prefix:], dim=-1)
+    g = math.isqrt(pos.shape[0])
+    if g * g != pos.shape[0]:
+        raise ValueError(f"pos_embedding: expected {n_prefix} prefix row(s) + a square number of patches, "
+                         f"got shape {tuple(pos_embedding.shape)}")
+    sim = (pos @ pos.T).reshape(g, g, g, g).numpy()  # (row, col) of the query, then of the key
+    mosaic = np.full((g * (g + 1) - 1, g * (g + 1) - 1), np.nan)
+    for i in range(g):
+        for j in range(g):
+            mosaic[i * (g + 1):i * (g + 1) + g, j * (g + 1):j * (g + 1) + g] = sim[i, j]
+    fig, ax = plt.subplots(figsize=(5.2, 4.5))
+    im = ax.imshow(mosaic, cmap=cmap, vmin=-1, vmax=1)
+    ticks = np.arange(g) * (g + 1) + (g - 1) / 2
+    ax.set_xticks(ticks, [str(j) for j in range(g)])
+    ax.set_yticks(ticks, [str(i) for i in range(g)])
+    ax.set_xlabel("patch column")
+    ax.set_ylabel("patch row")
+    ax.set_title("positional embedding cosine similarity", fontsize=10)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    plt.close(fig)
+    return fig
+
+
+def attention_explorer(model: torch.nn.Module, images: Tensor):
+    """A widget: pick an image, a layer (or the rollout) and a head (or the mean); see its CLS attention.
+
+    `model(images, return_attn=True).attentions` must give per-layer (B, heads, 1 + N, 1 + N) weights, as
+    `mmcourse.nn.VisionTransformer` does. Computed once, in eval mode, without gradients.
+    """
+    import ipywidgets as widgets
+    from IPython.display import display
+
+    check_tensor(images, "images", shape=("B", "C", "H", "W"), dtype="float")
+    was_training = model.training
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        attentions = [a.cpu() for a in model.eval()(images.to(device), return_attn=True).attentions]
+    model.train(was_training)
+    n_layers, n_heads = len(attentions), attentions[0].shape[1]
+    index = widgets.IntSlider(value=0, min=0, max=images.shape[0] - 1, description="image")
+    layer = widgets.Dropdown(options=[("rollout", -1)] + [(f"layer {i}", i) for i in range(n_layers)],
+                             value=n_layers - 1, description="layer")
+    head = widgets.Dropdown(options=[("mean", -1)] + [(f"head {h}", h) for h in range(n_heads)], value=-1,
+                            description="head")
+
+    def draw(index: int, layer: int, head: int):
+        if layer == -1:
+            grid = cls_attention_grid(attention_rollout([a[index:index + 1] for a in attentions])[0])
+            title = "rollout (all layers, heads averaged)"
+        else:
+            attn = attentions[layer][index]
+            grid = cls_attention_grid(attn.mean(0) if head == -1 else attn[head])
+            title = f"layer {layer}, " + ("head mean" if head == -1 else f"head {head}")
+        fig, axes = plt.subplots(1, 2, figsize=(5.5, 2.9))
+        img = to_hwc(images[index], rgb=True)
+        axes[0].imshow(img)
+        _overlay(axes[1], img, grid, 0.5, "inferno")
+        for ax in axes:
+            ax.set_axis_off()
+        fig.suptitle(title, fontsize=10)
+        display(fig)
+        plt.close(fig)
+
+    out = widgets.interactive_output(draw, {"index": index, "layer": layer, "head": head})
+    return widgets.VBox([widgets.HBox([index, layer, head]), out])
+
+
+def _select(attn: Tensor, index: int, layer: int) -> Tensor:
+    """One image's (heads, L, L) weights from layer `layer`'s (B, heads, L, L), as a float CPU tensor."""
+    check_tensor(attn, f"attentions[{layer}]", shape=("B", "heads", "L", "L"), dtype="float")
+    if not 0 <= index < attn.shape[0]:
+        raise IndexError(f"index must be in [0, {attn.shape[0] - 1}], got {index}")
+    return attn[index].detach().float().cpu()
+
+
+def _overlay(ax, img: np.ndarray, grid: Tensor, alpha: float, cmap: str) -> None:
+    """The image, then the (g, g) map stretched over it, one square per patch, min-max scaled to [0, 1]."""
+    h, w = img.shape[:2]
+    ax.imshow(img)
+    grid = (grid - grid.min()) / (grid.max() - grid.min()).clamp_min(1e-12)
+    ax.imshow(grid.numpy(), cmap=cmap, alpha=alpha, vmin=0, vmax=1, extent=(-0.5, w - 0.5, h - 0.5, -0.5),
+              interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])

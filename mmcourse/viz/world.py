@@ -1,0 +1,129 @@
+"""Pictures and sounds of the shapes world: image grids, spectrograms, audio players, videos.
+
+Each helper returns what a notebook displays: a matplotlib Figure, an IPython Audio or HTML object.
+"""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib.pyplot as plt
+from matplotlib import animation
+from matplotlib.figure import Figure
+from torch import Tensor
+
+from mmcourse.utils import check_tensor
+from mmcourse.viz._common import to_hwc
+
+__all__ = ["show_images", "plot_spectrogram", "play_audio", "show_video", "video_strip"]
+
+
+def show_images(images: Tensor, captions: list[str] | None = None, ncols: int = 8,
+                boxes: Tensor | None = None, size: float = 1.6) -> Figure:
+    """Grid of images (N, C, H, W) in [0, 1] with optional captions (wrapped) and boxes (N, K, 4) pixels."""
+    check_tensor(images, "images", ndim=4)
+    n = images.shape[0]
+    if captions is not None and len(captions) != n:
+        raise ValueError(f"captions: expected {n} strings, got {len(captions)}")
+    ncols = min(ncols, n)
+    nrows = math.ceil(n / ncols)
+    titles = [_wrap(c, 24) for c in captions] if captions is not None else [""] * n
+    text_height = 0.15 * max(t.count("\n") + 1 for t in titles) if captions is not None else 0
+    figsize = (size * ncols, (size + text_height) * nrows)
+    fig, axes = plt.subplots(nrows, ncols, figsize=figsize, squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i, ax in enumerate(axes.flat[:n]):
+        ax.imshow(to_hwc(images[i]), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        ax.set_title(titles[i], fontsize=7)
+        if boxes is not None:
+            for x0, y0, x1, y1 in boxes[i].tolist():  # imshow puts pixel centres at integers
+                if x1 > x0:
+                    box = plt.Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, ec="w", lw=0.8)
+                    ax.add_patch(box)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def _wrap(text: str, width: int) -> str:
+    lines, line = [], ""
+    for word in text.split():
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}".strip()
+    return "\n".join(lines + [line])
+
+
+def plot_spectrogram(spec: Tensor, sample_rate: int = 8000, hop_length: int = 80, title: str | None = None,
+                     timings: list[tuple[str, float, float]] | None = None, ax=None) -> Figure:
+    """A (n_mels, frames) log-mel spectrogram against time; `timings` [(word, start s, end s)] names words."""
+    check_tensor(spec, "spec", ndim=2)
+    spec = spec.detach().float().cpu()
+    fig = None
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(8, 2.6))
+    seconds = spec.shape[1] * hop_length / sample_rate
+    image = ax.imshow(spec.numpy(), origin="lower", aspect="auto", extent=(0, seconds, 0, spec.shape[0]),
+                      cmap="magma")
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("mel band")
+    if title:
+        ax.set_title(title)
+    for word, start, end in timings or []:
+        ax.axvline(start, color="w", lw=0.6, ls="--")
+        ax.text((start + end) / 2, spec.shape[0] * 0.92, word, color="w", ha="center", fontsize=8)
+    ax.figure.colorbar(image, ax=ax, label="log power")
+    if fig is None:  # drawing into the caller's axes: the caller shows the figure
+        return ax.figure
+    plt.close(fig)
+    return fig
+
+
+def play_audio(wave: Tensor, sample_rate: int = 8000):
+    """An IPython audio player for a (S,) waveform (not normalised, so loudness comparisons stay honest)."""
+    from IPython.display import Audio
+
+    check_tensor(wave, "wave", ndim=1, dtype="float")
+    peak = max(1.0, wave.abs().max().item())
+    return Audio(wave.detach().cpu().numpy() / peak, rate=sample_rate, normalize=False)
+
+
+def video_strip(video: Tensor, caption: str | None = None, every: int = 1, size: float = 1.2) -> Figure:
+    """Frames of a video (T, C, H, W) side by side (every `every`-th frame), with an optional caption."""
+    check_tensor(video, "video", ndim=4)
+    frames = video[::every]
+    fig, axes = plt.subplots(1, len(frames), figsize=(size * len(frames), size + 0.4), squeeze=False)
+    for t, ax in enumerate(axes[0]):
+        ax.imshow(to_hwc(frames[t]), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        ax.set_title(f"t={t * every}", fontsize=7)
+        ax.axis("off")
+    if caption:
+        fig.suptitle(caption, fontsize=9)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def show_video(video: Tensor, fps: int = 8, caption: str | None = None, size: float = 2.5):
+    """A video (T, C, H, W) as an inline JavaScript animation (IPython HTML)."""
+    from IPython.display import HTML
+
+    check_tensor(video, "video", ndim=4)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.axis("off")
+    if caption:
+        ax.set_title(_wrap(caption, 30), fontsize=8)
+    shown = ax.imshow(to_hwc(video[0]), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+
+    def update(t):
+        shown.set_data(to_hwc(video[t]))
+        return (shown,)
+
+    anim = animation.FuncAnimation(fig, update, frames=video.shape[0], interval=1000 / fps, blit=True)
+    html = anim.to_jshtml()
+    plt.close(fig)
+    return HTML(html)
+
