@@ -11,15 +11,14 @@ import torch
 __all__ = ["seed_everything", "get_device", "check_tensor", "describe"]
 
 
-def seed_everything(seed: int = 0) -> torch.Generator:
-    """Seed Python, NumPy and torch (all devices); return a CPU generator seeded with `seed`."""
+def seed_everything(seed: int = 0) -> None:
+    """Seed Python, NumPy and torch (all devices)."""
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise TypeError(f"seed must be an int, got {type(seed).__name__}")
     os.environ["PYTHONHASHSEED"] = str(seed)
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-    return torch.Generator().manual_seed(seed)
 
 
 def get_device(prefer: str | None = None) -> torch.device:

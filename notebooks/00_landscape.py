@@ -99,7 +99,7 @@ print("tensor maths on", device, "agrees with the CPU ✓")
 # box.
 
 # %%
-scenes = sample_scenes(16, seed=0, max_objects=3)
+scenes = sample_scenes(8, seed=0, max_objects=3)
 images = render(scenes, resolution=64, seed=0)
 canonical = [caption(scenes.objects(i), augment=False) for i in range(len(scenes))]
 show_images(images, canonical, boxes=scenes.boxes(64))

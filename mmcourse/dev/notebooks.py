@@ -197,8 +197,7 @@ def clean_outputs(nb) -> None:
         kept = []
         for o in c.outputs:
             if o.output_type in ("display_data", "execute_result"):
-                o.data.pop(_WIDGET_MIME, None)
-                if _WIDGET_MIME in str(o.get("metadata", {})) or not o.data or _only_widget_repr(o.data):
+                if _WIDGET_MIME in o.data:  # a widget (or a tqdm bar): meaningless without a live kernel
                     continue
                 o.metadata = {k: v for k, v in o.get("metadata", {}).items() if k != "execution"}
             kept.append(o)
@@ -206,14 +205,6 @@ def clean_outputs(nb) -> None:
     for key in ("widgets", "jupytext"):
         nb.metadata.pop(key, None)
     nb.metadata["language_info"] = {"name": "python"}
-
-
-def _only_widget_repr(data) -> bool:
-    text = data.get("text/plain", "")
-    return set(data) == {"text/plain"} and text.split("(", 1)[0] in _WIDGET_NAMES
-
-
-_WIDGET_NAMES = {"interactive", "VBox", "HBox", "Output", "Tab", "Accordion", "IntSlider", "FloatSlider", "Dropdown"}
 
 
 def execute(ipynb: Path, timeout: int = 600, kernel: str = "python3") -> float:
