@@ -7,7 +7,7 @@ JOBS ?= 2
 # Models that chapters share are trained once into this cache (see mmcourse/zoo.py).
 export MMCOURSE_CACHE ?= $(CURDIR)/.mmcourse-cache
 # One thread per test process: JOBS processes share the cores without oversubscribing them.
-PYTEST := OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n $(JOBS) --dist loadscope --nbval-lax --current-env
+PYTEST := OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n $(JOBS) --dist loadscope --nbval-lax --nbval-current-env
 
 .PHONY: lab test chapter lint sync execute bench results readme clean
 
