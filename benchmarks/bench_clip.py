@@ -11,31 +11,16 @@ A ratio of 1.00 means as fast; above 1 means ours is slower. Medians of `reps` i
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import open_clip
 import torch
 from open_clip.loss import ClipLoss
+from timing import median_times
 
 from mmcourse.models.clip import CLIP, CLIPConfig
 from mmcourse.models.clip_port import from_openai_state_dict
 
 VOCAB, CONTEXT = 64, 20  # open_clip's causal mask is fixed at context_length: feed exactly that many tokens
-
-
-def median_times(fns: dict, reps: int, warmup: int = 2, device=None) -> dict[str, float]:
-    """Median wall time of each zero-argument callable, the callables run in turn `warmup + reps` times."""
-    times = {name: [] for name in fns}
-    for i in range(warmup + reps):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            if device is not None and device.type == "cuda":
-                torch.cuda.synchronize(device)
-            if i >= warmup:
-                times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def report(title: str, times: dict[str, float]) -> None:

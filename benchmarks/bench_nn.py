@@ -9,11 +9,10 @@ A ratio of 1.00 means as fast; above 1 means ours is slower. CPU fp32 by default
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 import torch.nn.functional as F
+from timing import median_times
 from torch import nn
 from torchvision.models import VisionTransformer as TorchvisionViT
 
@@ -27,19 +26,15 @@ def step(fn, params):
     fn().float().square().mean().backward()
 
 
+DEVICE = torch.device("cpu")  # set from --device in main()
+
+
 def compare(name, ours, theirs, params=(), reps=7, warmup=3):
     """Time two zero-argument callables (forward+backward), print and return ours / theirs."""
-    times = {"ours": [], "theirs": []}
-    for i in range(warmup + reps):
-        pair = (("ours", ours), ("theirs", theirs))
-        for key, fn in pair if i % 2 else pair[::-1]:  # alternate who goes first
-            start = time.perf_counter()
-            step(fn, params)
-            if i >= warmup:
-                times[key].append(time.perf_counter() - start)
-    t_ours, t_theirs = statistics.median(times["ours"]), statistics.median(times["theirs"])
-    print(f"{name:<58} {1e3 * t_ours:9.1f} ms {1e3 * t_theirs:9.1f} ms {t_ours / t_theirs:7.2f}")
-    return t_ours / t_theirs
+    fns = {"ours": lambda: step(ours, params), "theirs": lambda: step(theirs, params)}
+    t = median_times(fns, reps, warmup, DEVICE)
+    print(f"{name:<58} {1e3 * t['ours']:9.1f} ms {1e3 * t['theirs']:9.1f} ms {t['ours'] / t['theirs']:7.2f}")
+    return t["ours"] / t["theirs"]
 
 
 def main():
@@ -49,7 +44,9 @@ def main():
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     torch.manual_seed(0)
-    dev, B, reps = torch.device(args.device), args.batch, args.reps
+    global DEVICE
+    DEVICE = dev = torch.device(args.device)
+    B, reps = args.batch, args.reps
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {dev}, batch {B}")
     print(f"{'forward+backward':<58} {'ours':>12} {'theirs':>12} {'ratio':>7}")
 

@@ -169,38 +169,33 @@ def attention_rollout(attentions):
     return mnn.attention_rollout(attentions)
 
 
-def _rollout_no_identity(attentions):
+def _rollout_variant(attentions, heads="mean", identity=True, renorm=True, last_on_left=True):
+    """Rollout with one step done differently: the mutants below each change exactly one thing."""
     r = None
-    for a in attentions:
-        a = a.mean(1)
-        r = a if r is None else a @ r
+    for attn in attentions:
+        a = attn.mean(1) if heads == "mean" else attn.amax(1)
+        if identity:
+            a = a + torch.eye(a.shape[-1])
+        if renorm:
+            a = a / a.sum(-1, keepdim=True)
+        r = a if r is None else (a @ r if last_on_left else r @ a)
     return r
+
+
+def _rollout_no_identity(attentions):
+    return _rollout_variant(attentions, identity=False)
 
 
 def _rollout_no_renorm(attentions):
-    r = None
-    for a in attentions:
-        a = a.mean(1) + torch.eye(a.shape[-1])
-        r = a if r is None else a @ r
-    return r
+    return _rollout_variant(attentions, renorm=False)
 
 
 def _rollout_wrong_order(attentions):
-    r = None
-    for a in attentions:
-        a = a.mean(1) + torch.eye(a.shape[-1])
-        a = a / a.sum(-1, keepdim=True)
-        r = a if r is None else r @ a
-    return r
+    return _rollout_variant(attentions, last_on_left=False)
 
 
 def _rollout_max_heads(attentions):
-    r = None
-    for a in attentions:
-        a = a.amax(1) + torch.eye(a.shape[-1])
-        a = a / a.sum(-1, keepdim=True)
-        r = a if r is None else a @ r
-    return r
+    return _rollout_variant(attentions, heads="max")
 
 
 @register("01.attention_rollout", attention_rollout,
