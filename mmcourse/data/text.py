@@ -379,5 +379,6 @@ def eot_positions(ids: Tensor, eot_id: int = EOT_ID) -> Tensor:
     is_eot = ids == eot_id
     missing = (~is_eot.any(1)).nonzero()[:, 0].tolist()
     if missing:
-        raise ValueError(f"eot_positions: rows {missing[:10]} have no end-of-text token (id {eot_id})")
+        raise ValueError(f"ids: no end-of-text token (id {eot_id}) in row(s) {missing[:10]}: tokenize with an EOT "
+                         "token (a caption cut at the context length must still end with it)")
     return is_eot.int().argmax(1)  # argmax returns the first maximal index

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mmcourse.data.text import eot_positions
 from mmcourse.losses import clip_loss, siglip_loss
 from mmcourse.nn import Transformer, VisionTransformer
 from mmcourse.utils import check_tensor
@@ -35,13 +36,7 @@ def pool_eot(hidden: Tensor, ids: Tensor, eot_id: int) -> Tensor:
     """
     check_tensor(hidden, "hidden", shape=("B", "L", "D"), dtype="float")
     check_tensor(ids, "ids", shape=hidden.shape[:2], dtype="int")
-    is_eot = ids == eot_id
-    missing = (~is_eot.any(dim=1)).nonzero().flatten().tolist()
-    if missing:
-        raise ValueError(f"ids: no end-of-text token (id {eot_id}) in row(s) {missing}: tokenize with an EOT "
-                         "token (a caption cut at the context length must still end with it)")
-    position = is_eot.int().argmax(dim=1)  # argmax returns the first maximum: the first EOT
-    return hidden[torch.arange(len(ids), device=ids.device), position]
+    return hidden[torch.arange(len(ids), device=ids.device), eot_positions(ids, eot_id)]
 
 
 def pool_argmax_hidden(hidden: Tensor) -> Tensor:
