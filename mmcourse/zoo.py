@@ -86,7 +86,13 @@ def load(name: str, device: str | torch.device = "cpu", verbose: bool = True) ->
                 train(model)
                 _write(path, model.state_dict())
                 return model.to(device).eval()
-    model.load_state_dict(state)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:  # the recipe changed its model but not its version: never load mismatched weights
+        warnings.warn(f"zoo: cache entry {path} does not fit the {name} recipe ({str(e).splitlines()[0]}); "
+                      f"rebuilding it — bump the recipe's version when you change its model", stacklevel=2)
+        path.unlink(missing_ok=True)
+        return load(name, device, verbose)
     if verbose:
         print(f"zoo: loaded {name} (v{r.version}) from {path}")
     return model.to(device).eval()

@@ -76,6 +76,14 @@ def test_half_written_entry_without_manifest_is_rebuilt(cache):
     assert _trained_count(cache) == 1
 
 
+def test_entry_that_no_longer_fits_the_recipe_is_rebuilt(cache):
+    path = zoo.cached_path("test-toy")
+    zoo._write(path, torch.nn.Linear(4, 2).state_dict())  # a valid file from an older model of the same name
+    with pytest.warns(UserWarning, match="does not fit the test-toy recipe"):
+        model = zoo.load("test-toy", verbose=False)
+    assert model.weight.shape == (2, 3) and _trained_count(cache) == 1
+
+
 def test_unknown_entry_names_the_known_ones(cache):
     with pytest.raises(KeyError, match="test-toy"):
         zoo.load("no-such-model")
