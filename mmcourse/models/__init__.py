@@ -1,5 +1,6 @@
 """The course's models, each built from `mmcourse.nn`; importing this package registers their zoo recipes."""
 
+from mmcourse.models import clip_train  # noqa: F401  (registers the zoo recipe "clip-tiny")
 from mmcourse.models.clip import (
     CLIP,
     CLIPConfig,
