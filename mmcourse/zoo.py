@@ -2,7 +2,9 @@
 
 A recipe is registered with `@recipe(name, version)`: a function returning `(model, train)`, where `model` is the
 freshly built module and `train(model)` trains it in place, deterministically. `load(name)` returns the trained model,
-from the cache when a verified copy is there, otherwise by training it now and caching the result.
+from the cache when a verified copy is there, otherwise by training it now and caching the result. A chapter that
+trains a recipe's model in view (with its progress bar and curves) hands the result over with `save(name, model)`,
+so that later chapters load it instead of training it again.
 
 The cache (`$MMCOURSE_CACHE`, default `~/.cache/mmcourse`) holds `<name>-v<version>.safetensors` plus a `.json`
 manifest with the file's SHA-256. Files are written to a temporary name and renamed (never half-written); a file
@@ -25,7 +27,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-__all__ = ["recipe", "load", "cache_dir", "cached_path", "CacheError"]
+__all__ = ["recipe", "load", "save", "cache_dir", "cached_path", "CacheError"]
 
 
 class CacheError(RuntimeError):
@@ -96,6 +98,22 @@ def load(name: str, device: str | torch.device = "cpu", verbose: bool = True) ->
     if verbose:
         print(f"zoo: loaded {name} (v{r.version}) from {path}")
     return model.to(device).eval()
+
+
+def save(name: str, model: torch.nn.Module) -> Path:
+    """Cache `model` as the entry `name`; returns its path. Only for a model trained by that recipe's own training
+    (e.g. the chapter that owns the recipe, training it in view): later `load(name)` calls return these weights.
+
+    The weights must fit the recipe's model (same keys and shapes), else ValueError names the difference."""
+    r = _get(name)
+    try:
+        r.make()[0].load_state_dict(model.state_dict())
+    except RuntimeError as e:
+        raise ValueError(f"zoo.save: this model does not fit the {name!r} recipe: {e}") from None
+    path = cached_path(name)
+    with _lock(path.with_suffix(".lock")):
+        _write(path, model.state_dict())
+    return path
 
 
 def _get(name: str) -> _Recipe:

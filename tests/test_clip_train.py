@@ -110,3 +110,20 @@ def test_zero_shot_sets_separate_seen_and_held_out_pairs():
     model = clip_train.tiny_clip(seed=2).eval()
     result = clip_train.evaluate(model, {k: (x[:50], y[:50]) for k, (x, y) in sets.items()})
     assert set(result) == {"seen", "held-out"} and all(0 <= v <= 1 for v in result.values())
+
+
+def test_twin_batches_hold_each_scene_with_its_twin(small_data):
+    assert small_data.twins and len(small_data) == 96
+    batches = clip_train.caption_batches(small_data, batch_size=16, seed=0)
+    epoch = [batches(step) for step in range(6)]
+    for b in epoch:
+        scenes, twins = b["index"].chunk(2)
+        assert torch.equal(twins, scenes + 48)  # item i and its twin i + n/2 come together
+        for i in scenes.tolist():
+            names = [[(o["colour"], o["shape"], o["size"]) for o in small_data.objects[j]] for j in (i, i + 48)]
+            assert sum(a != c for a, c in zip(*names, strict=True)) <= 1  # one object's shape at most
+    assert sorted(torch.cat([b["index"] for b in epoch]).tolist()) == list(range(96))
+    with pytest.raises(ValueError, match="even"):
+        clip_train.caption_batches(small_data, batch_size=15)
+    with pytest.raises(ValueError, match="twins=True needs an even n"):
+        clip_train.caption_data(n=95)

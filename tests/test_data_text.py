@@ -179,3 +179,12 @@ def test_batch_encode_pads_truncates_keeping_eot_and_eot_positions():
         tok.encode("  ")
     with pytest.raises(TypeError, match="integer"):
         eot_positions(short.float())
+
+
+def test_wrong_captions_of_a_training_split_never_name_a_held_out_pair():
+    held = {(c, s) for c, s in HELD_OUT}
+    ds = CaptionDataset(600, seed=2, max_objects=3, noise_fraction=1.0, split="train")
+    named = set().union(*(mentioned_pairs(ds.caption(i)) for i in range(len(ds))))
+    assert named and not named & held
+    everything = CaptionDataset(600, seed=2, max_objects=3, noise_fraction=1.0)  # split "all": any pair may appear
+    assert set().union(*(mentioned_pairs(everything.caption(i)) for i in range(600))) & held

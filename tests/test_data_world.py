@@ -94,3 +94,23 @@ def test_bad_input_names_the_allowed_values():
         sample_scenes(4, min_objects=3, max_objects=2)
     with pytest.raises(ValueError, match="resolution"):
         render(sample_scenes(2), 4)
+
+
+def test_shape_twins_differ_in_one_shape_and_stay_valid():
+    from mmcourse.data import shape_twins
+
+    held = {(COLOUR_NAMES.index(c), SHAPES.index(s)) for c, s in HELD_OUT}
+    s = sample_scenes(3000, 4, max_objects=3, split="train")
+    t = shape_twins(s, seed=4)
+    assert torch.equal(t.colour, s.colour) and torch.equal(t.size, s.size) and torch.equal(t.present, s.present)
+    changed = ((t.shape != s.shape) & s.present).sum(1)
+    assert changed.max() == 1 and (changed == 1).float().mean() > 0.98  # a scene stays itself only if it must
+    pairs = set(zip(t.colour[t.present].tolist(), t.shape[t.present].tolist()))
+    assert not pairs & held, "a twin shows a held-out pair"
+    label = torch.where(t.present, t.label, -1 - torch.arange(3))
+    assert (label.sort(1).values.diff(dim=1) != 0).all(), "two objects of a twin share colour and shape"
+    _, masks = render(t, 32, return_masks=True)
+    assert (masks > 0.5).sum(1).max() <= 1, "objects of a twin overlap"
+    kept = (t.center == s.center).all(-1).all(-1)
+    assert 0.5 < kept.float().mean() < 1  # laid out anew only where the new shape does not fit
+    assert torch.equal(shape_twins(s, seed=4).shape, t.shape)

@@ -96,3 +96,18 @@ def test_explorer_redraws_on_every_control(monkeypatch):
     assert titles[1:] == ["layer 1, head mean", "layer 1, head 1", "rollout (all layers, heads averaged)",
                           "layer 0, head 1"]
     assert index.max == 2 and [o[0] for o in layer.options] == ["rollout", "layer 0", "layer 1"]
+
+
+def test_plot_matrices_draws_each_panel_on_its_scale():
+    from mmcourse.viz import plot_matrices
+
+    probs, signed = torch.rand(3, 3).softmax(dim=1), torch.tensor([[2.0, -0.5], [0.1, -1.0]])
+    fig = plot_matrices([(probs, "p", "prob"), (signed, "g", "signed"), (probs * 7, "a", "auto")])
+    images = [ax.images[0] for ax in fig.axes if ax.images and ax.get_title()]
+    assert [im.get_clim() for im in images] == [(0, 1), (-2.0, 2.0), pytest.approx((7 * probs.min().item(),
+                                                                                  7 * probs.max().item()))]
+    assert torch.equal(torch.as_tensor(images[1].get_array().data), signed)
+    with pytest.raises(ValueError, match="scale must be one of prob, signed, auto, got 'log'"):
+        plot_matrices([(probs, "p", "log")])
+    with pytest.raises(ValueError, match=r"must be a matrix \(R, C\), got shape \(3,\)"):
+        plot_matrices([(probs[0], "p", "prob")])

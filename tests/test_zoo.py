@@ -120,3 +120,22 @@ def test_parallel_loads_train_once(cache):
         sums = pool.map(_load_in_child, range(3))
     assert len(set(sums)) == 1
     assert _trained_count(cache) == 1
+
+
+def test_saved_model_is_loaded_without_training(cache):
+    model, train = _make()
+    with torch.no_grad():
+        model.weight.fill_(7.0)  # trained elsewhere, e.g. in view in its chapter
+    path = zoo.save("test-toy", model)
+    assert path == zoo.cached_path("test-toy")
+    loaded = zoo.load("test-toy", verbose=False)
+    assert _trained_count(cache) == 0
+    assert torch.equal(loaded.weight, model.weight) and torch.equal(loaded.bias, model.bias)
+
+
+def test_save_refuses_a_model_that_does_not_fit_the_recipe(cache):
+    with pytest.raises(ValueError, match=r"(?s)does not fit the .test-toy. recipe: .*size mismatch for weight"):
+        zoo.save("test-toy", torch.nn.Linear(4, 2))
+    with pytest.raises(ValueError, match=r"(?s)does not fit the .test-toy. recipe: .*Missing key\(s\) .*\"bias\""):
+        zoo.save("test-toy", torch.nn.Linear(3, 2, bias=False))
+    assert not zoo.cached_path("test-toy").exists()

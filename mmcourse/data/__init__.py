@@ -64,12 +64,13 @@ from mmcourse.data.world import (
     make_generator,
     render,
     sample_scenes,
+    shape_twins,
 )
 
 __all__ = [
     # world
     "COLOURS", "COLOUR_NAMES", "SHAPES", "SIZES", "HELD_OUT", "CLASS_NAMES", "Scenes", "sample_scenes",
-    "render", "make_generator",
+    "shape_twins", "render", "make_generator",
     # text
     "ZERO_SHOT_TEMPLATES", "ANSWERS", "QUESTION_TYPES", "DIRECTIONS", "SPEEDS", "caption", "class_prompts",
     "corrupt_objects", "relation", "make_question", "annotator_answers", "motion_caption",

@@ -34,7 +34,19 @@ from mmcourse.data.text import (
     make_question,
 )
 from mmcourse.data.video import moving_shapes, talking_mouth
-from mmcourse.data.world import HELD_OUT, check_names, make_generator, python_rng, render, sample_scenes
+from mmcourse.data.world import (
+    COLOUR_NAMES,
+    HELD_OUT,
+    SHAPES,
+    Scenes,
+    allowed_pairs,
+    check_names,
+    make_generator,
+    python_rng,
+    render,
+    sample_scenes,
+    shape_twins,
+)
 
 __all__ = ["ShapesDataset", "CaptionDataset", "VQADataset", "ObjectSoundDataset", "MovingShapesDataset",
            "AVSpeechDataset", "pad_stack"]
@@ -62,24 +74,30 @@ class ShapesDataset(Dataset):
     single-object scenes); shape, colour, size (K,) with -1 in empty slots; boxes (K, 4) pixel boxes;
     n_objects. `scenes` holds the whole batch of scenes, `images` all images. Keywords go to
     `sample_scenes` (split, held_out, colours, shapes, sizes) and `render` (antialias, colour_jitter, noise).
+    twins=True: n/2 sampled scenes, then their `shape_twins`: items i and i + n/2 differ in one object's shape.
     """
 
     def __init__(self, n: int, resolution: int = 32, seed: int = 0, *, split: str = "all",
                  min_objects: int = 1, max_objects: int = 1, held_out=HELD_OUT, colours=None, shapes=None,
-                 sizes=None, device=None, **render_kw):
-        self.seed, self.resolution = _check_seed(seed), resolution
-        self.scenes = sample_scenes(n, seed, min_objects=min_objects, max_objects=max_objects, split=split,
-                                    held_out=held_out, colours=colours, shapes=shapes, sizes=sizes)
+                 sizes=None, twins: bool = False, device=None, **render_kw):
+        self.seed, self.resolution, self.twins = _check_seed(seed), resolution, twins
+        if twins and n % 2:
+            raise ValueError(f"twins=True needs an even n (scenes and their twins), got {n}")
+        self.scenes = sample_scenes(n // 2 if twins else n, seed, min_objects=min_objects, max_objects=max_objects,
+                                    split=split, held_out=held_out, colours=colours, shapes=shapes, sizes=sizes)
+        if twins:
+            self.scenes = Scenes.cat([self.scenes, shape_twins(self.scenes, seed, split=split, held_out=held_out)])
         self.images = render(self.scenes, resolution, seed, device=device, **render_kw)
         self.boxes = self.scenes.boxes(resolution)
+        self.labels, self.n_objects = self.scenes.label[:, 0], self.scenes.n_objects  # per-item lookups stay cheap
 
     def __len__(self) -> int:
         return len(self.scenes)
 
     def __getitem__(self, i: int) -> dict:
         s = self.scenes
-        return {"image": self.images[i], "label": s.label[i, 0], "shape": s.shape[i], "colour": s.colour[i],
-                "size": s.size[i], "boxes": self.boxes[i], "n_objects": s.n_objects[i], "index": i}
+        return {"image": self.images[i], "label": self.labels[i], "shape": s.shape[i], "colour": s.colour[i],
+                "size": s.size[i], "boxes": self.boxes[i], "n_objects": self.n_objects[i], "index": i}
 
 
 class CaptionDataset(ShapesDataset):
@@ -105,7 +123,10 @@ class CaptionDataset(ShapesDataset):
         self.clean = torch.ones(n, dtype=torch.bool)
         self.clean[noisy] = False
         rng = python_rng(seed, "captions")
-        self.described = [objs if ok else corrupt_objects(objs, rng, rng.choice(noise_kinds))
+        pairs = None  # wrong captions of a training split name training pairs only: held-out pairs stay unseen
+        if kw.get("split") == "train":
+            pairs = [(COLOUR_NAMES[c], SHAPES[s]) for c, s in allowed_pairs("train", kw.get("held_out", HELD_OUT))]
+        self.described = [objs if ok else corrupt_objects(objs, rng, rng.choice(noise_kinds), pairs)
                           for objs, ok in zip(self.objects, self.clean.tolist(), strict=True)]
         self.references = [[caption(objs, rng) for _ in range(captions_per_image)] for objs in self.objects]
 

@@ -121,18 +121,25 @@ def class_prompts(templates=ZERO_SHOT_TEMPLATES) -> list[list[str]]:
             for c in COLOUR_NAMES for s in SHAPES]
 
 
-def corrupt_objects(objects: list[dict], rng: random.Random, kind: str = "swap") -> list[dict]:
+def corrupt_objects(objects: list[dict], rng: random.Random, kind: str = "swap",
+                    pairs: list[tuple[str, str]] | None = None) -> list[dict]:
     """A wrong description of the scene, for noisy 'web' captions.
 
     kind="swap": one object gets another colour or shape, chosen so that no object of the scene has the
     new (colour, shape) pair. kind="unrelated": 1-3 objects whose pairs all differ from the scene's.
+    New pairs come from `pairs` ((colour, shape) names; default all 24), so a training split's wrong captions
+    never name a held-out pair.
     """
-    pairs = {(o["colour"], o["shape"]) for o in objects}
-    free = [(c, s) for c in COLOUR_NAMES for s in SHAPES if (c, s) not in pairs]
+    scene = {(o["colour"], o["shape"]) for o in objects}
+    pairs = [(c, s) for c in COLOUR_NAMES for s in SHAPES] if pairs is None else list(pairs)
+    free = [p for p in pairs if p not in scene]
     if kind == "swap":
         k = rng.randrange(len(objects))
         target = objects[k]
         options = [(c, s) for c, s in free if (c == target["colour"]) != (s == target["shape"])]
+        if not options:
+            raise ValueError(f"corrupt_objects: no allowed pair differs from {target['colour']} {target['shape']} "
+                             "in exactly one attribute")
         c, s = rng.choice(options)
         return [dict(o, colour=c, shape=s) if i == k else o for i, o in enumerate(objects)]
     if kind == "unrelated":

@@ -22,7 +22,7 @@ from torch import Tensor
 __all__ = [
     "COLOURS", "COLOUR_NAMES", "SHAPES", "SIZES", "HELD_OUT", "CLASS_NAMES", "BACKGROUND",
     "make_generator", "python_rng", "name_index", "check_names", "allowed_pairs", "Scenes", "sample_scenes",
-    "render",
+    "shape_twins", "render",
 ]
 
 COLOURS: dict[str, tuple[float, float, float]] = {  # name -> RGB in [0, 1]
@@ -166,6 +166,11 @@ class Scenes:
         return Scenes(*(getattr(self, f.name).to(device) for f in fields(self)))
 
     @classmethod
+    def cat(cls, parts: list[Scenes]) -> Scenes:
+        """Scenes of several batches (with the same K) one after the other."""
+        return cls(*(torch.cat([getattr(p, f.name) for p in parts]) for f in fields(cls)))
+
+    @classmethod
     def from_objects(cls, scenes: list[list[dict]]) -> Scenes:
         """Scenes by hand: each a list of dicts with colour, shape and size names and x, y in [0, 1]."""
         if not scenes:
@@ -214,6 +219,44 @@ def sample_scenes(n: int, seed: int | torch.Generator = 0, *, min_objects: int =
     return scenes
 
 
+def shape_twins(scenes: Scenes, seed: int | torch.Generator = 0, *, split: str = "train",
+                held_out=HELD_OUT) -> Scenes:
+    """Minimal pairs: the same scenes, each with one object given another shape (colour and size kept).
+
+    Telling a scene from its twin takes shape, which colour alone cannot give. The new (colour, shape) pair is one
+    `split` allows and no other object of the scene has; a scene is laid out anew only where the new shape
+    would overlap another object or leave the canvas. In the rare scene where no object can change (1 %: e.g. a
+    green circle beside a green square, green triangles being held out) the twin is the scene itself.
+    """
+    g = make_generator(seed, "twins")
+    allowed = set(allowed_pairs(split, held_out))
+    shape = scenes.shape.clone()
+    start = torch.randint(scenes.shape.shape[1], (len(scenes),), generator=g)
+    pick = torch.rand(len(scenes), generator=g)
+    for i, (shapes, colours) in enumerate(zip(scenes.shape.tolist(), scenes.colour.tolist(), strict=True)):
+        n = sum(s >= 0 for s in shapes)
+        taken = set(zip(colours[:n], shapes[:n], strict=True))
+        for k in ((start[i].item() + j) % n for j in range(n)):  # the first object, from a random one, that can
+            options = [s for s in range(len(SHAPES)) if (colours[k], s) in allowed - taken]
+            if options:
+                shape[i, k] = options[int(pick[i] * len(options))]
+                break
+    twins = Scenes(shape, scenes.colour.clone(), scenes.size.clone(), scenes.center.clone())
+    rho = torch.tensor(BOUNDING_RADIUS)[twins.shape.clamp(min=0)] * twins.radius()
+    lo = (rho + EDGE)[..., None]
+    outside = (((twins.center < lo) | (twins.center > 1 - lo)).any(-1) & twins.present).any(1)
+    moved = outside | _overlap(twins.center, rho, twins.present)
+    twins.center[moved] = _place(twins[moved], g)
+    return twins
+
+
+def _overlap(center: Tensor, rho: Tensor, present: Tensor) -> Tensor:
+    """(N,) bool: two objects of a scene closer than their bounding radii rho (N, K) plus GAP."""
+    K = center.shape[1]
+    both = present[:, :, None] & present[:, None, :] & ~torch.eye(K, dtype=torch.bool)
+    return (both & (torch.cdist(center, center) < rho[:, :, None] + rho[:, None, :] + GAP)).flatten(1).any(1)
+
+
 def _place(scenes: Scenes, g: torch.Generator, max_rounds: int = 10_000) -> Tensor:
     """Rejection sampling of non-overlapping centres, vectorised: redraw every scene that has an overlap."""
     rho = torch.tensor(BOUNDING_RADIUS)[scenes.shape.clamp(min=0)] * scenes.radius()  # (N, K)
@@ -227,14 +270,10 @@ def _place(scenes: Scenes, g: torch.Generator, max_rounds: int = 10_000) -> Tens
     N, K = scenes.shape.shape
     center = torch.zeros(N, K, 2)
     todo = torch.arange(N)
-    pair_free = (rho[:, :, None] + rho[:, None, :] + GAP)  # (N, K, K) minimum centre distance
-    both = scenes.present[:, :, None] & scenes.present[:, None, :] & ~torch.eye(K, dtype=torch.bool)
     for _ in range(max_rounds):
         u = torch.rand(len(todo), K, 2, generator=g)
         center[todo] = lo[todo, :, None] + u * (1 - 2 * lo[todo, :, None])
-        dist = torch.cdist(center[todo], center[todo])
-        clash = (both[todo] & (dist < pair_free[todo])).flatten(1).any(1)
-        todo = todo[clash]
+        todo = todo[_overlap(center[todo], rho[todo], scenes.present[todo])]
         if len(todo) == 0:
             return torch.where(scenes.present[..., None], center, 0.0)
     raise ValueError(f"impossible layout: could not place the objects of {len(todo)} scenes without overlap "

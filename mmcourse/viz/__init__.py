@@ -1,4 +1,5 @@
-"""Pictures, sounds and widgets: `viz.world` for the data, `viz.attention` for what transformers look at."""
+"""Pictures, sounds and widgets: `viz.world` for the data, `viz.attention` for what transformers look at,
+`viz.matrices` for score matrices (logits, probabilities, gradients) side by side."""
 
 from mmcourse.viz.attention import (
     attention_explorer,
@@ -7,6 +8,7 @@ from mmcourse.viz.attention import (
     plot_attention_rollout,
     plot_pos_embedding_similarity,
 )
+from mmcourse.viz.matrices import plot_matrices
 from mmcourse.viz.world import play_audio, plot_spectrogram, show_images, show_video, video_strip
 
 __all__ = [
@@ -16,6 +18,7 @@ __all__ = [
     "plot_attention_rollout",
     "plot_pos_embedding_similarity",
     "play_audio",
+    "plot_matrices",
     "plot_spectrogram",
     "show_images",
     "show_video",
