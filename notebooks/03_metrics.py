@@ -653,7 +653,7 @@ print(f"own caption scores higher than the changed one for {(clip_s['own caption
 
 # %% [markdown]
 # **What to notice.** The tiny CLIP gives another scene's caption a score near 0 and its own caption a score near
-# the top, and usually, not always, prefers its own caption to one with a colour or shape changed. The absolute
+# the top, and prefers its own caption to one with a colour or shape changed for (nearly) every image. The absolute
 # values are not comparable with published CLIPScores (a different CLIP has a different scale): CLIPScore is good at
 # ranking captions of the same image, and says little when compared across models.
 

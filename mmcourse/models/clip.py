@@ -95,7 +95,7 @@ class CLIPConfig:
     embed_dim: int = 512
     image_size: int = 224
     patch_size: int = 32
-    conv_stem: bool = False  # two 3x3 stride-2 convs with BatchNorm instead of patchify (patch_size 4)
+    conv_stem: bool = False  # three 3x3 convs with BatchNorm instead of patchify (patch_size 4)
     vision_width: int = 768
     vision_layers: int = 12
     vision_heads: int = 12

@@ -42,9 +42,9 @@ class ViTOutput(NamedTuple):
 class VisionTransformer(nn.Module):
     """ViT for square images of side `image_size`; N = (image_size / patch_size)² patch tokens + 1 CLS token.
 
-    conv_stem=True replaces the 4x4 patchify by two 3x3 stride-2 convs with BatchNorm and a GELU between them
-    (patch_size must be 4), an "early convolutions" stem (Xiao et al., 2021): tiny CLIPs learn shape from it in
-    half the steps. output_dim=n_classes gives a classifier (bias-free head);
+    conv_stem=True replaces the 4x4 patchify by three 3x3 convs (strides 2, 1, 2; BatchNorm and GELU after the
+    first two; patch_size must be 4), an "early convolutions" stem (Xiao et al., 2021): tiny CLIPs learn shape
+    from it in far fewer steps. output_dim=n_classes gives a classifier (bias-free head);
     output_dim=None returns ln_post(CLS) of width `width`.
     """
 
@@ -61,9 +61,11 @@ class VisionTransformer(nn.Module):
         self.image_size, self.patch_size, self.in_channels = image_size, patch_size, in_channels
         self.grid_size = image_size // patch_size
         if conv_stem:
-            self.conv1 = nn.Sequential(nn.Conv2d(in_channels, width // 2, 3, stride=2, padding=1, bias=False),
-                                       nn.BatchNorm2d(width // 2), nn.GELU(),
-                                       nn.Conv2d(width // 2, width, 3, stride=2, padding=1, bias=False))
+            c = width // 2
+            self.conv1 = nn.Sequential(nn.Conv2d(in_channels, c, 3, stride=2, padding=1, bias=False),
+                                       nn.BatchNorm2d(c), nn.GELU(),
+                                       nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.GELU(),
+                                       nn.Conv2d(c, width, 3, stride=2, padding=1, bias=False))
         else:
             self.conv1 = nn.Conv2d(in_channels, width, patch_size, stride=patch_size, bias=False)
         scale = width**-0.5
