@@ -179,11 +179,11 @@ print("ids.argmax(): ", ids.argmax(dim=1).tolist(), "  ← a word, not <eot>")
 #   for a number of steps that varies from run to run. `caption_data` therefore pairs every scene with a **twin**
 #   (`data.shape_twins`: one object gets another shape, its colour and size kept) and `caption_batches` puts
 #   both in the same batch: telling them apart takes shape from the first step.
-# - **Early convolutions** (Xiao et al., 2021): three 3 × 3 convolutions with BatchNorm in front of the ViT learn
-#   local shape cues far faster than attention over 4 × 4 patches does.
+# - **Early convolutions** (Xiao et al., 2021): a few convolutions in front of the ViT pick up local shape cues
+#   that attention over patches learns slowly; here three 3 × 3 convolutions with BatchNorm.
 #
-# What they bought, in our runs of 1 300 steps (seen / held-out accuracy, defined just below): a plain stem
-# without twins 91 % / 64 %; a 2-convolution BatchNorm stem without twins 98 % / 77 % and 82 % / 53 % (two seeds);
+# What they bought, in our runs of 1 300 steps (seen / held-out accuracy, defined just below): two convolutions
+# without BatchNorm and no twins 91 % / 64 %; with BatchNorm, no twins 98 % / 77 % and 82 % / 53 % (two seeds);
 # this recipe 99.9 % / 99.8 %, 99.9 % / 99.4 %, 100 % / 77 % and 100 % / 98.8 % (seeds 0-3, one thread). Seen
 # pairs are now learned every time; the held-out pairs are the hard part, and the seed still matters for them: in
 # the weak run two held-out pairs are often named as the seen pair of the same colour.
@@ -411,8 +411,8 @@ print(f"mean cosine of an image and its class prompt: {(emb_img * emb_txt[pca_la
 # %% [markdown]
 # **What to notice.** Images cluster by class and each prompt sits in or beside its cluster: one space for both
 # modalities. Shape and colour each get their own directions (here each shape has a region of its own and the
-# colours spread out within it) — that is why the held-out pairs work: the green-triangle images land where "green" and
-# "triangle" meet, next to a prompt the model never read in training. Two principal components hide a lot: the
+# colours spread out within it) — that is why the held-out pairs work: the green-triangle images land where
+# "green" and "triangle" meet, next to a prompt the model never read in training. Two principal components hide a lot: the
 # space has 64 dimensions.
 #
 # ## 9. Spot the bug: pooling where the activation is largest

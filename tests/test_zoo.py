@@ -123,7 +123,7 @@ def test_parallel_loads_train_once(cache):
 
 
 def test_saved_model_is_loaded_without_training(cache):
-    model, train = _make()
+    model, _ = _make()
     with torch.no_grad():
         model.weight.fill_(7.0)  # trained elsewhere, e.g. in view in its chapter
     path = zoo.save("test-toy", model)

@@ -81,6 +81,7 @@ class ShapesDataset(Dataset):
                  min_objects: int = 1, max_objects: int = 1, held_out=HELD_OUT, colours=None, shapes=None,
                  sizes=None, twins: bool = False, device=None, **render_kw):
         self.seed, self.resolution, self.twins = _check_seed(seed), resolution, twins
+        self.split, self.held_out = split, held_out
         if twins and n % 2:
             raise ValueError(f"twins=True needs an even n (scenes and their twins), got {n}")
         self.scenes = sample_scenes(n // 2 if twins else n, seed, min_objects=min_objects, max_objects=max_objects,
@@ -124,8 +125,8 @@ class CaptionDataset(ShapesDataset):
         self.clean[noisy] = False
         rng = python_rng(seed, "captions")
         pairs = None  # wrong captions of a training split name training pairs only: held-out pairs stay unseen
-        if kw.get("split") == "train":
-            pairs = [(COLOUR_NAMES[c], SHAPES[s]) for c, s in allowed_pairs("train", kw.get("held_out", HELD_OUT))]
+        if self.split == "train":
+            pairs = [(COLOUR_NAMES[c], SHAPES[s]) for c, s in allowed_pairs("train", self.held_out)]
         self.described = [objs if ok else corrupt_objects(objs, rng, rng.choice(noise_kinds), pairs)
                           for objs, ok in zip(self.objects, self.clean.tolist(), strict=True)]
         self.references = [[caption(objs, rng) for _ in range(captions_per_image)] for objs in self.objects]

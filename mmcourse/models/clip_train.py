@@ -70,12 +70,12 @@ def caption_batches(dataset: CaptionDataset, batch_size: int = BATCH_SIZE, seed:
     (`dataset.set_epoch`), so the same image is described differently every time it comes back.
 
     A dataset of twins (`twins=True`) is shuffled by pairs: each batch is batch_size/2 scenes and their twins."""
-    pairs = 2 if dataset.twins else 1
-    units = len(dataset) // pairs
-    if not 1 <= batch_size <= len(dataset) or batch_size % pairs:
+    group = 2 if dataset.twins else 1  # a scene, or a scene and its twin
+    units = len(dataset) // group
+    if not 1 <= batch_size <= len(dataset) or batch_size % group:
         raise ValueError(f"batch_size must be in [1, {len(dataset)}] (the dataset size)"
                          + (" and even (scenes with their twins)" if dataset.twins else "") + f", got {batch_size}")
-    per_batch = batch_size // pairs
+    per_batch = batch_size // group
     per_epoch = units // per_batch
 
     def batch(step: int) -> dict:
