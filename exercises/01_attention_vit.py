@@ -62,7 +62,7 @@ check("01.patchify", patchify)
 # ## 3. The causal mask
 #
 # A decoder's query i may attend to keys 0 … i only. Return a (length, length) **bool** mask, True where attending
-# is allowed, created on `device` (so it sits next to the scores it masks — the seed's snippets create such
+# is allowed, created on `device` (so it sits next to the scores it masks — the study guide's snippets create such
 # tensors on the CPU whatever the model's device).
 
 

@@ -1,5 +1,5 @@
 """One small training loop for every chapter: fixed step count, warm-up + cosine schedule, progress bar, periodic
-evaluation, optional early stop, and a History you can plot."""
+evaluation, optional early stop, and a History of what it saw (`mmcourse.viz.plot_history` draws it)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from .utils import get_device
+from mmcourse.utils import get_device
 
 __all__ = ["fit", "History", "to_device", "warmup_cosine"]
 
@@ -29,30 +29,6 @@ class History:
     @property
     def last(self) -> dict[str, float]:
         return self.evals[-1] if self.evals else {}
-
-    def plot(self, smooth: int = 20):
-        """Loss (smoothed over `smooth` steps) and every eval metric against the step; returns the figure."""
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(6, 3))
-        loss = torch.tensor(self.loss)
-        if len(loss) >= smooth:
-            loss = loss.unfold(0, smooth, 1).mean(1)
-        steps = torch.arange(len(loss)) + (len(self.loss) - len(loss)) + 1
-        lines = ax.plot(steps, loss, color="0.3", label="train loss")
-        ax.set_xlabel("step")
-        ax.set_ylabel("loss")
-        if self.evals:
-            ax2 = ax.twinx()
-            keys = [k for k in self.evals[0] if k != "step"]
-            for i, key in enumerate(keys):
-                lines += ax2.plot([e["step"] for e in self.evals], [e[key] for e in self.evals], "o-", ms=3,
-                                  color=f"C{i + 1}", label=key)
-            ax2.set_ylabel("evaluation")
-        ax.legend(lines, [line.get_label() for line in lines], loc="center right", fontsize=8)
-        fig.tight_layout()
-        plt.close(fig)
-        return fig
 
 
 def to_device(batch: Any, device: torch.device) -> Any:

@@ -1,14 +1,39 @@
-"""Small utilities every chapter uses: seeding, device choice, input validation."""
+"""Small utilities every chapter uses: seeding, device choice, input validation.
+
+Seeding, one scheme for the whole course: every random draw comes from `make_generator(seed, stream)`, a CPU
+generator derived from a seed and a stream name ("scenes", "render", "batches/3", ...), so that two uses of one seed
+never share numbers and adding a new stream never shifts an old one. `python_rng` is the same for `random.Random`
+(choices among strings); `seed_everything` seeds the global generators that module initialisation draws from.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 
 import numpy as np
 import torch
 
-__all__ = ["seed_everything", "get_device", "check_tensor", "describe"]
+__all__ = ["make_generator", "python_rng", "seed_everything", "get_device", "check_tensor", "describe"]
+
+
+def make_generator(seed: int | torch.Generator, stream: str = "") -> torch.Generator:
+    """A CPU generator for `seed`; each named `stream` gets independent numbers from the same seed.
+
+    A generator passed in is returned unchanged (the caller owns its state).
+    """
+    if isinstance(seed, torch.Generator):
+        return seed
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise TypeError(f"seed must be an int or a torch.Generator, got {type(seed).__name__}")
+    digest = hashlib.sha256(f"{seed}/{stream}".encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+
+
+def python_rng(seed: int | torch.Generator, stream: str = "") -> random.Random:
+    """A `random.Random` seeded from `make_generator(seed, stream)`, for choices among strings."""
+    return random.Random(int(torch.randint(2**62, (1,), generator=make_generator(seed, stream))))
 
 
 def seed_everything(seed: int = 0) -> None:

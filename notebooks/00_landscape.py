@@ -40,6 +40,7 @@ import torch
 import mmcourse
 from mmcourse.data import (
     COLOUR_NAMES,
+    EOT_ID,
     HELD_OUT,
     SHAPES,
     SPEECH_WORDS,
@@ -49,7 +50,6 @@ from mmcourse.data import (
     babble_noise,
     caption,
     corrupt_objects,
-    eot_positions,
     log_mel_spectrogram,
     make_question,
     moving_shapes,
@@ -61,6 +61,7 @@ from mmcourse.data import (
     talking_mouth,
 )
 from mmcourse.metrics import vqa_score
+from mmcourse.nn import eot_positions
 from mmcourse.utils import get_device, seed_everything
 from mmcourse.viz.world import play_audio, plot_spectrogram, show_images, show_video, video_strip
 
@@ -159,7 +160,7 @@ batch_texts = ["a red circle", "a large blue square left of a small green circle
 ids = tok(batch_texts, context_length=12)
 print("vocabulary:", tok.vocab_size, "tokens")
 print(ids)
-print("end-of-text positions:", eot_positions(ids).tolist())
+print("end-of-text positions:", eot_positions(ids, EOT_ID).tolist())
 print("decoded:", tok.decode_batch(ids))
 
 # %% [markdown]

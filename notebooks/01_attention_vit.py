@@ -44,6 +44,7 @@ from mmcourse.viz.attention import (
     plot_attention_rollout,
     plot_pos_embedding_similarity,
 )
+from mmcourse.viz.training import plot_history
 from mmcourse.viz.world import show_images
 
 seed_everything(0)
@@ -282,7 +283,7 @@ start = time.perf_counter()
 history = fit(vit, loss_fn, batches, steps=450, lr=3e-3, betas=(0.9, 0.98), weight_decay=0.05, warmup=30,
               eval_fn=lambda m: accuracy(m, x_test, y_test), eval_every=50, device=device, desc="ViT")
 train_seconds = time.perf_counter() - start
-history.plot()
+plot_history(history)
 
 # %%
 test_acc = accuracy(vit, x_test, y_test)

@@ -38,13 +38,24 @@ import torch.nn.functional as F
 from IPython.display import display
 
 from mmcourse import zoo
-from mmcourse.data import CLASS_NAMES, COLOUR_NAMES, COLOURS, EOT_ID, SHAPES, CaptionDataset, Tokenizer, eot_positions
+from mmcourse.data import (
+    CLASS_NAMES,
+    COLOUR_NAMES,
+    COLOURS,
+    EOT_ID,
+    SHAPES,
+    ZERO_SHOT_TEMPLATES,
+    CaptionDataset,
+    Tokenizer,
+)
 from mmcourse.losses import clip_loss, siglip_loss
 from mmcourse.metrics import image_text_retrieval
-from mmcourse.models import clip_train, pool_argmax_hidden, pool_eot
+from mmcourse.models import encode_images, encode_texts, zero_shot_predict
+from mmcourse.nn import eot_positions, pool_eot
+from mmcourse.recipes import clip_tiny
 from mmcourse.results import record
 from mmcourse.utils import get_device, seed_everything
-from mmcourse.viz import plot_matrices, show_images
+from mmcourse.viz import plot_history, plot_matrices, show_images
 
 seed_everything(0)
 device = get_device()
@@ -65,7 +76,7 @@ print("device:", device)
 
 # %%
 tokenizer = Tokenizer()
-dataset = clip_train.caption_data()  # 10 000 scenes + their twins; no held-out colour–shape pair anywhere
+dataset = clip_tiny.caption_data()  # 10 000 scenes + their twins; no held-out colour–shape pair anywhere
 print(f"{len(dataset)} training images, vocabulary of {tokenizer.vocab_size} words")
 shown = [0, 1, 2, 3] + [len(dataset) // 2 + i for i in range(4)]  # four scenes, then their twins
 show_images(dataset.images[shown], [dataset.caption(i) for i in shown], ncols=4, size=2)
@@ -156,7 +167,7 @@ plt.show()
 captions = ["a red circle", "a photo of a small blue square on the left", "two shapes: a pink disk and a box"]
 ids = tokenizer(captions)
 print(ids)
-print("eot positions:", eot_positions(ids).tolist(), f"  (<eot> has id {EOT_ID})")
+print("eot positions:", eot_positions(ids, EOT_ID).tolist(), f"  (<eot> has id {EOT_ID})")
 print("ids.argmax(): ", ids.argmax(dim=1).tolist(), "  ← a word, not <eot>")
 
 # %% [markdown]
@@ -166,7 +177,7 @@ print("ids.argmax(): ", ids.argmax(dim=1).tolist(), "  ← a word, not <eot>")
 #
 # ## 4. Training a tiny CLIP
 #
-# `clip_train.tiny_clip()` builds `CLIP(CLIPConfig.tiny(...))`: the chapter-01 ViT with a small convolutional stem
+# `clip_tiny.build()` builds `CLIP(CLIPConfig.tiny(...))`: the chapter-01 ViT with a small convolutional stem
 # (three 3 × 3 convolutions with BatchNorm, two of stride 2 → 8 × 8 = 64 tokens) as image tower, a 2-layer causal
 # text transformer, both of width 64, a 64-d joint space and a learned logit scale — 0.25 M parameters. Captions
 # are **re-worded every epoch** (`dataset.set_epoch`): the same image comes back as "a large red circle", "a photo
@@ -194,7 +205,7 @@ for epoch in range(3):
     print(f"epoch {epoch}: " + " | ".join(dataset.caption(i) for i in (0, 1)))
 dataset.set_epoch(0)
 
-model = clip_train.tiny_clip(seed=0)
+model = clip_tiny.build(seed=0)
 print(f"tiny CLIP: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, "
       f"s = {model.logit_scale.exp().item():.1f} at initialisation")
 
@@ -205,22 +216,22 @@ print(f"tiny CLIP: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M para
 # 0.05), warm-up then cosine decay, batch 128 (64 scenes and their twins), 1 300 steps.
 
 # %%
-eval_sets = clip_train.zero_shot_sets(n=2000)
+eval_sets = clip_tiny.zero_shot_sets(n=2000)
 quick_sets = {name: (images[:500], labels[:500]) for name, (images, labels) in eval_sets.items()}
 scale_trace = []
 
 
 def evaluate(m):  # during training: 500 images per set; the final numbers use all 2 000
     scale_trace.append(m.logit_scale.exp().item())
-    return clip_train.evaluate(m, quick_sets, tokenizer)
+    return clip_tiny.evaluate(m, quick_sets, tokenizer)
 
 
 start = time.perf_counter()
-history = clip_train.train_clip(model, dataset, steps=clip_train.STEPS, eval_fn=evaluate, eval_every=100,
-                                device=device, desc="CLIP")
+history = clip_tiny.train(model, dataset, steps=clip_tiny.STEPS, eval_fn=evaluate, eval_every=100, device=device,
+                          desc="CLIP")
 train_seconds = time.perf_counter() - start
 zoo.save("clip-tiny", model)  # the zoo's "clip-tiny" is this recipe: later chapters load this model, not retrain it
-history.plot()
+plot_history(history)
 
 # %%
 steps_at = [e["step"] for e in history.evals]
@@ -248,12 +259,12 @@ plt.show()
 # `argmax(x̂ W)` — a linear layer written in words.
 
 # %%
-weights = clip_train.class_weights(model, tokenizer)
+weights = clip_tiny.class_weights(model, tokenizer)
 print("classifier:", tuple(weights.shape))
 rows = []
 for name, templates in [("'{}' alone", ["{}"]), ("'a photo of {}' alone", ["a photo of {}"]),
-                        ("ensemble of 4", clip_train.ZERO_SHOT_TEMPLATES)]:
-    acc = clip_train.evaluate(model, eval_sets, tokenizer, templates)
+                        ("ensemble of 4", ZERO_SHOT_TEMPLATES)]:
+    acc = clip_tiny.evaluate(model, eval_sets, tokenizer, templates)
     rows.append(acc)
     print(f"{name:24s} seen {acc['seen']:6.1%}   held-out {acc['held-out']:6.1%}")
 zero_shot = rows[-1]
@@ -274,16 +285,13 @@ record("02", "zero-shot accuracy, held-out colour-shape pairs", zero_shot["held-
 
 # %%
 held_images, held_labels = eval_sets["held-out"]
-with torch.no_grad():
-    predicted = (model.encode_image(held_images[:16].to(device), normalize=True) @ weights).argmax(1).cpu()
+predicted = zero_shot_predict(model, held_images[:16], weights)
 titles = [CLASS_NAMES[p] if p == t else f"{CLASS_NAMES[p]} ✗" for p, t in zip(predicted.tolist(),
                                                                             held_labels[:16].tolist())]
 show_images(held_images[:16], titles)
 
 # %%
-with torch.no_grad():
-    feats = torch.cat([model.encode_image(xs.to(device), normalize=True) for xs in held_images.split(1000)])
-    pred_all = (feats @ weights).argmax(1).cpu()
+pred_all = zero_shot_predict(model, held_images, weights)
 colour_ok = (pred_all // len(SHAPES) == held_labels // len(SHAPES)).float().mean().item()
 shape_ok = (pred_all % len(SHAPES) == held_labels % len(SHAPES)).float().mean().item()
 print(f"held-out images: colour named right {colour_ok:.1%}, shape named right {shape_ok:.1%}")
@@ -299,10 +307,8 @@ print(f"held-out images: colour named right {colour_ok:.1%}, shape named right {
 # %%
 demo = CaptionDataset(12, seed=7, max_objects=2, split="train", augment=False)
 demo_captions = [demo.caption(i) for i in range(12)]
-with torch.no_grad():
-    img_demo = model.encode_image(demo.images.to(device), normalize=True)
-    txt_demo = model.encode_text(tokenizer(demo_captions).to(device), normalize=True)
-    cosine = (img_demo @ txt_demo.T).cpu()
+img_demo, txt_demo = encode_images(model, demo.images), encode_texts(model, tokenizer(demo_captions))
+cosine = img_demo @ txt_demo.T
 learned_s = model.logit_scale.exp().item()
 
 display(plot_matrices([(cosine, "cosine x̂·ŷ", "auto")]
@@ -318,7 +324,7 @@ show_images(demo.images, demo_captions, ncols=12)
 def draw_similarity(log10_s):
     sc = 10**log10_s
     probs = (sc * cosine).softmax(dim=1)
-    loss = clip_loss(img_demo.cpu(), txt_demo.cpu(), sc).item()
+    loss = clip_loss(img_demo, txt_demo, sc).item()
     display(plot_matrices([(probs, f"softmax per row, s = {sc:.1f}, loss {loss:.3f}", "prob")], size=4))
 
 
@@ -337,11 +343,9 @@ widgets.interactive(draw_similarity, log10_s=widgets.FloatSlider(value=math.log1
 gallery = CaptionDataset(500, seed=11, max_objects=2, split="train", captions_per_image=5)
 texts = [c for refs in gallery.references for c in refs]
 image_ids = torch.arange(500).repeat_interleave(5)  # text t describes image image_ids[t]
-with torch.no_grad():
-    gallery_img = torch.cat([model.encode_image(x.to(device), normalize=True) for x in gallery.images.split(250)])
-    gallery_txt = torch.cat([model.encode_text(tokenizer(texts[i:i + 500]).to(device), normalize=True)
-                             for i in range(0, len(texts), 500)])
-similarity = (gallery_img @ gallery_txt.T).cpu()  # (500 images, 2500 texts)
+gallery_img = encode_images(model, gallery.images)  # normalised, in chunks, back on the CPU
+gallery_txt = encode_texts(model, tokenizer(texts))
+similarity = gallery_img @ gallery_txt.T  # (500 images, 2500 texts)
 retrieval = image_text_retrieval(similarity, image_ids)
 for direction, metrics in retrieval.items():
     print(f"{direction:14s} " + "  ".join(f"{k} {v:.3f}" for k, v in metrics.items() if k != "MeanR"))
@@ -364,9 +368,8 @@ fig.tight_layout()
 plt.show()
 
 text_query = "a yellow triangle and a cyan circle"
-with torch.no_grad():
-    q = model.encode_text(tokenizer([text_query]).to(device), normalize=True).cpu()
-top_images = (q @ gallery_img.cpu().T)[0].topk(5)
+q = encode_texts(model, tokenizer([text_query]))
+top_images = (q @ gallery_img.T)[0].topk(5)
 show_images(gallery.images[top_images.indices], [f"{v:.2f}" for v in top_images.values.tolist()], ncols=5)
 
 # %% [markdown]
@@ -385,8 +388,7 @@ show_images(gallery.images[top_images.indices], [f"{v:.2f}" for v in top_images.
 # %%
 pca_images = torch.cat([eval_sets["seen"][0][:500], held_images[:100]])
 pca_labels = torch.cat([eval_sets["seen"][1][:500], held_labels[:100]])
-with torch.no_grad():
-    emb_img = model.encode_image(pca_images.to(device), normalize=True).cpu()
+emb_img = encode_images(model, pca_images)
 emb_txt = weights.T.cpu()  # (24, 64), the ensemble prompt embeddings
 both = torch.cat([emb_img, emb_txt])
 _, _, V = torch.pca_lowrank(both - both.mean(0), q=2, center=False)
@@ -423,6 +425,12 @@ print(f"mean cosine of an image and its class prompt: {(emb_img * emb_txt[pca_la
 # pool its text tower both ways:
 
 # %%
+def pool_argmax_hidden(hidden):
+    """The study guide's pooling, as we read it: (B, L, D) -> (B, D) where the row's largest activation is."""
+    position = hidden.amax(dim=-1).argmax(dim=1)
+    return hidden[torch.arange(len(hidden), device=hidden.device), position]
+
+
 def encode_text_with(pool, ids):
     hidden = model.text.hidden(ids.to(device))
     pooled = pool_eot(hidden, ids.to(device), EOT_ID) if pool == "eot" else pool_argmax_hidden(hidden)
@@ -434,10 +442,10 @@ with torch.no_grad():
     hidden = model.text.hidden(ids.to(device))
     argmax_position = hidden.amax(dim=-1).argmax(dim=1).cpu()
     pooled = {pool: encode_text_with(pool, ids) for pool in ("eot", "argmax")}
-same = (argmax_position == eot_positions(ids)).float().mean().item()
+same = (argmax_position == eot_positions(ids, EOT_ID)).float().mean().item()
 print(f"argmax over hidden states lands on <eot> for {same:.0%} of the captions")
 for pool, feats in pooled.items():
-    r = image_text_retrieval(gallery_img.cpu() @ feats.T, image_ids)["text_to_image"]
+    r = image_text_retrieval(gallery_img @ feats.T, image_ids)["text_to_image"]
     print(f"pool at {pool:7s}: text→image R@1 {r['R@1']:.3f}, R@5 {r['R@5']:.3f}, MRR {r['MRR']:.3f}")
 
 # %% [markdown]
@@ -465,9 +473,7 @@ for pool, feats in pooled.items():
 # %%
 batch = CaptionDataset(16, seed=5, max_objects=1, split="train", augment=False, colours=["red", "blue"])
 batch_captions = [batch.caption(i) for i in range(16)]  # canonical: "a large red circle"
-with torch.no_grad():
-    bx = model.encode_image(batch.images.to(device), normalize=True).cpu()
-    by = model.encode_text(tokenizer(batch_captions).to(device), normalize=True).cpu()
+bx, by = encode_images(model, batch.images), encode_texts(model, tokenizer(batch_captions))
 grid = [(sc, b) for sc in torch.logspace(0.5, 2.5, 41).tolist() for b in torch.linspace(-150, 0, 151).tolist()]
 sig_s, sig_b = grid[torch.stack([siglip_loss(bx, by, sc, b) for sc, b in grid]).argmin()]
 cos_b = bx @ by.T
@@ -493,7 +499,7 @@ print(f"SigLIP loss on this batch {siglip_loss(bx, by, sig_s, sig_b):.3f} (s and
 # | distributed training | needs all features gathered for the softmax (chapter 11) | chunks of pairs can be processed device by device |
 # | extra parameters | scale s | scale s and bias b |
 #
-# Training the same tiny model with SigLIP is one argument away: `clip_train.tiny_clip(loss="siglip")` builds
+# Training the same tiny model with SigLIP is one argument away: `clip_tiny.build(loss="siglip")` builds
 # it and `model.contrastive_loss` switches loss; the question at the end invites you to run it.
 #
 # ## 11. Optional: the real CLIP on real photos
@@ -576,8 +582,8 @@ else:
 # 10).
 #
 # **Check yourself.** What happens to the loss floor of section 2 when the batch grows from 128 to 32 768? Why does
-# the modality gap not hurt zero-shot classification? Train `clip_train.tiny_clip(loss="siglip")` with
-# `clip_train.train_clip` and compare its zero-shot accuracy at the same step count.
+# the modality gap not hurt zero-shot classification? Train `clip_tiny.build(loss="siglip")` with
+# `clip_tiny.train` and compare its zero-shot accuracy at the same step count.
 #
 # **Exercises**: `exercises/02_clip.ipynb` — the symmetric loss, EOT pooling, the zero-shot classifier and
 # Recall@K, each checked as you go. **Next**: chapter 03 evaluates multimodal models properly.

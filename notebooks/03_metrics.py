@@ -79,6 +79,7 @@ from mmcourse.metrics import (
     vqa_score,
     word_error_rate,
 )
+from mmcourse.models import encode_images, encode_texts
 from mmcourse.results import record
 from mmcourse.utils import get_device, seed_everything
 
@@ -238,21 +239,14 @@ print(f"CLIP ready in {time.perf_counter() - start:.1f} s")
 tok = Tokenizer()
 
 
-@torch.no_grad()
-def encode_texts(texts):
-    ids = tok(texts, context_length=clip.config.context_length).to(device)
-    return clip.encode_text(ids, normalize=True).cpu()
-
-
-@torch.no_grad()
-def encode_images(images):
-    return clip.encode_image(images.to(device), normalize=True).cpu()
+def embed_texts(texts):  # normalised text features on the CPU (encode_images gives the image ones)
+    return encode_texts(clip, tok(texts, context_length=clip.config.context_length))
 
 
 test = CaptionDataset(500, resolution=clip.config.image_size, seed=303, max_objects=2, captions_per_image=5)
 texts = [c for refs in test.references for c in refs]
 image_ids = torch.arange(len(test)).repeat_interleave(5)
-image_features, text_features = encode_images(test.images), encode_texts(texts)
+image_features, text_features = encode_images(clip, test.images), embed_texts(texts)
 retrieval = image_text_retrieval(image_features @ text_features.T, image_ids)
 for direction, m in retrieval.items():
     print(f"{direction:14s} " + "  ".join(f"{k} {v:.3f}" if k.startswith(("R@", "MRR")) else f"{k} {v:.1f}"
@@ -639,7 +633,7 @@ rng = random.Random(5)
 own = [refs[0] for refs in test.references]
 other = [test.references[(i + 1 + rng.randrange(len(test) - 1)) % len(test)][0] for i in range(len(test))]
 changed = [caption(corrupt_objects(objs, rng, "swap"), rng) for objs in test.objects]
-clip_s = {name: clip_score(image_features, encode_texts(texts), reduction="none")
+clip_s = {name: clip_score(image_features, embed_texts(texts), reduction="none")
           for name, texts in [("own caption", own), ("one attribute changed", changed), ("another scene's", other)]}
 fig, ax = plt.subplots(figsize=(6.5, 3))
 for name, scores in clip_s.items():
@@ -723,7 +717,7 @@ rng = random.Random(2)
 kinds = {"correct": [caption(corpus.objects[i], rng) for i in pairs],
          "attribute changed": [caption(corrupt_objects(corpus.objects[i], rng, "swap"), rng) for i in pairs],
          "colours swapped": [caption(swap_colours(corpus.objects[i]), rng) for i in pairs]}
-pair_images = encode_images(corpus.images[pairs])
+pair_images = encode_images(clip, corpus.images[pairs])
 refs_of_pairs = [references[i] for i in pairs]
 scores = {}
 for kind, texts in kinds.items():
@@ -732,7 +726,7 @@ for kind, texts in kinds.items():
         "BLEU-4": torch.tensor([sentence_bleu(t, r)[3] for t, r in zip(texts, refs_of_pairs)]),
         "ROUGE-L": torch.tensor([sentence_rouge_l(t, r) for t, r in zip(texts, refs_of_pairs)]),
         "CIDEr-D": torch.tensor([cider_d_by_hand(t, r, verbose=False) for t, r in zip(texts, refs_of_pairs)]),
-        "CLIP-S": clip_score(pair_images, encode_texts(texts), reduction="none"),
+        "CLIP-S": clip_score(pair_images, embed_texts(texts), reduction="none"),
         "scene F1": torch.tensor([scene_f1(t, corpus.objects[i]) for t, i in zip(texts, pairs)]),
     }
 metric_names = list(scores["correct"])
@@ -781,11 +775,11 @@ def all_scores(text, image_features, objects, refs_of_image):
     """Every metric of one caption: n-gram metrics vs the references, CLIP-S vs the image, scene F1."""
     m = sentence_caption_metrics(text, refs_of_image, references)
     return {"BLEU-1": m["BLEU-1"], "BLEU-4": m["BLEU-4"], "ROUGE-L": m["ROUGE-L"], "CIDEr-D": m["CIDEr-D"],
-            "CLIP-S": clip_score(image_features, encode_texts([text])).item(),
+            "CLIP-S": clip_score(image_features, embed_texts([text])).item(),
             "scene F1": scene_f1(text, objects)}
 
 
-demo_image = encode_images(corpus.images[demo:demo + 1])
+demo_image = encode_images(clip, corpus.images[demo:demo + 1])
 table = {name: all_scores(text, demo_image, objs, references[demo]) for name, text in edits.items()}
 print(f"\n{'edit':26s} {'caption':52s}" + "".join(f"{m:>10s}" for m in metric_names))
 for name, row in table.items():
@@ -833,7 +827,7 @@ plt.show()
 # %%
 def caption_editor(image, objects, refs_of_image, start):
     """A Text box and a table of every metric for the typed caption next to the right caption's scores."""
-    features = encode_images(image[None])
+    features = encode_images(clip, image[None])
     baseline = all_scores(start, features, objects, refs_of_image)
     scale = {"BLEU-1": 1.0, "BLEU-4": 1.0, "ROUGE-L": 1.0, "CIDEr-D": 10.0, "CLIP-S": 2.5, "scene F1": 1.0}
     box = widgets.Text(value=start, description="caption", continuous_update=True,

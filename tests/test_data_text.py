@@ -20,7 +20,6 @@ from mmcourse.data import (
     annotator_answers,
     caption,
     class_prompts,
-    eot_positions,
     make_question,
     motion_caption,
     sample_scenes,
@@ -160,25 +159,19 @@ def test_tokenizer_round_trip_and_no_unknown_words():
     assert tok.decode(tok.encode("a plaid circle")) == "a <unk> circle"
 
 
-def test_batch_encode_pads_truncates_keeping_eot_and_eot_positions():
+def test_batch_encode_pads_and_truncates_keeping_eot():
     tok = Tokenizer()
     texts = ["a red circle", "a photo of a large green square left of a small blue triangle", "square"]
     ids = tok(texts)
     assert ids.dtype == torch.long and ids.shape == (3, len(tok.encode(texts[1])))
     assert ids[0, 5:].eq(0).all()  # padding is 0 after <eot>
-    assert eot_positions(ids).tolist() == [len(tok.encode(t)) - 1 for t in texts]
-    assert not torch.equal(eot_positions(ids), ids.argmax(1))  # <eot> is not the largest id here
     short = tok(texts, context_length=6)
     assert short.shape == (3, 6) and short[1, -1] == EOT_ID and short[1, 0] == tok.sot_id
     assert tok.decode(short[1]) == "a photo of a"
     with pytest.raises(ValueError, match="more than context_length"):
         tok(texts, context_length=6, truncate=False)
-    with pytest.raises(ValueError, match="no end-of-text"):
-        eot_positions(short[:, :-1])
     with pytest.raises(ValueError, match="empty text"):
         tok.encode("  ")
-    with pytest.raises(TypeError, match="integer"):
-        eot_positions(short.float())
 
 
 def test_wrong_captions_of_a_training_split_never_name_a_held_out_pair():

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from mmcourse.train import History, fit, to_device, warmup_cosine
+from mmcourse.train import fit, to_device, warmup_cosine
 
 
 def _regression(seed=0):
@@ -86,11 +86,3 @@ def test_to_device_walks_nested_batches():
     batch = {"a": torch.zeros(2), "b": [torch.ones(1), (torch.ones(1), "text")], "n": 3}
     out = to_device(batch, torch.device("cpu"))
     assert out["n"] == 3 and out["b"][1][1] == "text" and torch.equal(out["b"][0], torch.ones(1))
-
-
-def test_history_plot_draws_loss_and_evals():
-    h = History(loss=[1.0 / (i + 1) for i in range(50)], evals=[{"step": 25, "acc": 0.5}, {"step": 50, "acc": 0.9}])
-    fig = h.plot()
-    ax, ax2 = fig.axes
-    assert ax.get_lines()[0].get_ydata()[0] > ax.get_lines()[0].get_ydata()[-1]
-    assert list(ax2.get_lines()[0].get_ydata()) == [0.5, 0.9]

@@ -2,7 +2,8 @@
 
 Deterministic from a seed, vectorised, offline. Modules: `world` (scenes and rendering), `text` (captions,
 questions, tokenizer), `audio` (speech, noise, object sounds, log-mel), `video` (moving shapes, talking
-mouth) and `datasets` (torch Datasets with collate functions for each chapter).
+mouth), `datasets` (torch Datasets with collate functions for each chapter) and `samplers` (which items form
+each batch).
 """
 
 from mmcourse.data.audio import (
@@ -29,6 +30,7 @@ from mmcourse.data.datasets import (
     VQADataset,
     pad_stack,
 )
+from mmcourse.data.samplers import epoch_batches
 from mmcourse.data.text import (
     ANSWERS,
     DIRECTIONS,
@@ -44,9 +46,9 @@ from mmcourse.data.text import (
     Tokenizer,
     annotator_answers,
     caption,
+    class_phrases,
     class_prompts,
     corrupt_objects,
-    eot_positions,
     make_question,
     motion_caption,
     pad_batch,
@@ -61,7 +63,6 @@ from mmcourse.data.world import (
     SHAPES,
     SIZES,
     Scenes,
-    make_generator,
     render,
     sample_scenes,
     shape_twins,
@@ -70,11 +71,12 @@ from mmcourse.data.world import (
 __all__ = [
     # world
     "COLOURS", "COLOUR_NAMES", "SHAPES", "SIZES", "HELD_OUT", "CLASS_NAMES", "Scenes", "sample_scenes",
-    "shape_twins", "render", "make_generator",
+    "shape_twins", "render",
     # text
-    "ZERO_SHOT_TEMPLATES", "ANSWERS", "QUESTION_TYPES", "DIRECTIONS", "SPEEDS", "caption", "class_prompts",
+    "ZERO_SHOT_TEMPLATES", "ANSWERS", "QUESTION_TYPES", "DIRECTIONS", "SPEEDS", "caption", "class_phrases",
+    "class_prompts",
     "corrupt_objects", "relation", "make_question", "annotator_answers", "motion_caption",
-    "SPECIAL_TOKENS", "PAD_ID", "SOT_ID", "EOT_ID", "UNK_ID", "IMAGE_ID", "Tokenizer", "pad_batch", "eot_positions",
+    "SPECIAL_TOKENS", "PAD_ID", "SOT_ID", "EOT_ID", "UNK_ID", "IMAGE_ID", "Tokenizer", "pad_batch",
     # audio
     "SAMPLE_RATE", "SPEECH_WORDS", "COLOUR_PITCH", "Speech", "random_sentences", "speak", "add_noise",
     "white_noise", "babble_noise", "object_sounds", "scene_sounds", "mel_filterbank", "log_mel_spectrogram",
@@ -83,4 +85,6 @@ __all__ = [
     # datasets
     "ShapesDataset", "CaptionDataset", "VQADataset", "ObjectSoundDataset", "MovingShapesDataset",
     "AVSpeechDataset", "pad_stack",
+    # samplers
+    "epoch_batches",
 ]

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from mmcourse.data.world import COLOUR_NAMES, SHAPES, Scenes, check_names, make_generator
-from mmcourse.utils import check_tensor
+from mmcourse.data.world import COLOUR_NAMES, SHAPES, Scenes, check_names
+from mmcourse.utils import check_tensor, make_generator
 
 __all__ = [
     "SAMPLE_RATE", "SPEECH_WORDS", "WORD_FORMANTS", "COLOUR_PITCH", "Speech", "random_sentences", "speak",

@@ -9,8 +9,6 @@ per epoch (`set_epoch`) so that their wording varies while their meaning stays f
 
 from __future__ import annotations
 
-import random
-
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
@@ -41,12 +39,11 @@ from mmcourse.data.world import (
     Scenes,
     allowed_pairs,
     check_names,
-    make_generator,
-    python_rng,
     render,
     sample_scenes,
     shape_twins,
 )
+from mmcourse.utils import make_generator, python_rng
 
 __all__ = ["ShapesDataset", "CaptionDataset", "VQADataset", "ObjectSoundDataset", "MovingShapesDataset",
            "AVSpeechDataset", "pad_stack"]
@@ -139,7 +136,7 @@ class CaptionDataset(ShapesDataset):
         """The training caption of image i this epoch (wrong when clean[i] is False)."""
         if not self.augment:
             return caption(self.described[i], augment=False)
-        return caption(self.described[i], random.Random(f"{self.seed}:{self.epoch}:{i}"))
+        return caption(self.described[i], python_rng(self.seed, f"caption/{self.epoch}/{i}"))
 
     def __getitem__(self, i: int) -> dict:
         return super().__getitem__(i) | {"caption": self.caption(i), "clean": self.clean[i]}

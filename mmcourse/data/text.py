@@ -17,9 +17,9 @@ from mmcourse.utils import check_tensor
 
 __all__ = [
     "ZERO_SHOT_TEMPLATES", "ANSWERS", "QUESTION_TYPES", "DIRECTIONS", "SPEEDS", "NUMBER_WORDS",
-    "object_phrase", "relation", "caption", "class_prompts", "corrupt_objects", "make_question",
+    "object_phrase", "relation", "caption", "class_phrases", "class_prompts", "corrupt_objects", "make_question",
     "annotator_answers", "motion_caption", "world_words",
-    "SPECIAL_TOKENS", "PAD_ID", "SOT_ID", "EOT_ID", "UNK_ID", "IMAGE_ID", "Tokenizer", "pad_batch", "eot_positions",
+    "SPECIAL_TOKENS", "PAD_ID", "SOT_ID", "EOT_ID", "UNK_ID", "IMAGE_ID", "Tokenizer", "pad_batch",
 ]
 
 # ----------------------------------------------------------------------------------------------- words
@@ -115,10 +115,14 @@ def join(phrases: list[str]) -> str:
     return phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1]
 
 
+def class_phrases() -> list[str]:
+    """'a red circle', 'an orange square', ...: one phrase per class, in CLASS_NAMES order."""
+    return [object_phrase({"colour": c, "shape": s, "size": None}, size=False) for c in COLOUR_NAMES for s in SHAPES]
+
+
 def class_prompts(templates=ZERO_SHOT_TEMPLATES) -> list[list[str]]:
     """Zero-shot prompts [class][template], classes in CLASS_NAMES order (colour * len(SHAPES) + shape)."""
-    return [[t.format(object_phrase({"colour": c, "shape": s, "size": None}, size=False)) for t in templates]
-            for c in COLOUR_NAMES for s in SHAPES]
+    return [[t.format(phrase) for t in templates] for phrase in class_phrases()]
 
 
 def corrupt_objects(objects: list[dict], rng: random.Random, kind: str = "swap",
@@ -299,7 +303,7 @@ class Tokenizer:
     """Word-level tokenizer over the world's vocabulary.
 
     Ids: <pad>=0, <sot>=1, <eot>=2, <unk>=3, <image>=4, then the words in sorted order. Note that <eot> is
-    NOT the largest id: find it with `eot_positions(ids)`, never with ids.argmax().
+    NOT the largest id: find it with `mmcourse.nn.eot_positions(ids, EOT_ID)`, never with ids.argmax().
     """
 
     def __init__(self, words=None):
@@ -374,18 +378,3 @@ def pad_batch(rows: list[list[int]], context_length: int | None = None, truncate
             row = list(row[:L - 1]) + [EOT_ID]
         ids[i, :len(row)] = torch.tensor(row, dtype=torch.long)
     return ids
-
-
-def eot_positions(ids: Tensor, eot_id: int = EOT_ID) -> Tensor:
-    """(B,) index of the first <eot> in each row of ids (B, L), found from the ids themselves.
-
-    The text encoder pools its hidden state at this position. (Taking argmax over hidden states is a bug;
-    argmax over ids only works when <eot> has the largest id, as in OpenAI's CLIP - not here.)
-    """
-    check_tensor(ids, "ids", ndim=2, dtype="int")
-    is_eot = ids == eot_id
-    missing = (~is_eot.any(1)).nonzero()[:, 0].tolist()
-    if missing:
-        raise ValueError(f"ids: no end-of-text token (id {eot_id}) in row(s) {missing[:10]}: tokenize with an EOT "
-                         "token (a caption cut at the context length must still end with it)")
-    return is_eot.int().argmax(1)  # argmax returns the first maximal index

@@ -10,17 +10,8 @@ from torch import Tensor
 
 from mmcourse.data.audio import F1, F2, WORD_FORMANTS, Speech
 from mmcourse.data.text import DIRECTIONS, SPEEDS, motion_caption
-from mmcourse.data.world import (
-    BOUNDING_RADIUS,
-    EDGE,
-    HELD_OUT,
-    SIZE_RADIUS,
-    Scenes,
-    make_generator,
-    python_rng,
-    render,
-    sample_scenes,
-)
+from mmcourse.data.world import EDGE, HELD_OUT, Scenes, render, sample_scenes
+from mmcourse.utils import make_generator, python_rng
 
 __all__ = ["Clips", "moving_shapes", "talking_mouth"]
 
@@ -63,9 +54,7 @@ def moving_shapes(n: int, seed: int | torch.Generator = 0, *, frames: int = 8, r
     speed = torch.randint(len(SPEEDS), (n,), generator=g)
     step = torch.tensor([VELOCITY[d] for d in DIRECTIONS], dtype=torch.float32)[direction]
     step = step * torch.tensor(SPEED_PER_FRAME)[speed, None]  # (n, 2)
-    radius = torch.tensor(SIZE_RADIUS)[scenes.size[:, 0]]
-    bounding = torch.tensor(BOUNDING_RADIUS)[scenes.shape[:, 0]] * radius
-    lo = (bounding + EDGE)[:, None]  # the centre stays in [lo, 1 - lo]: the whole shape inside
+    lo = (scenes.extent()[:, 0] + EDGE)[:, None]  # the centre stays in [lo, 1 - lo]: the whole shape inside
     # start far enough from the wall it moves towards: for the whole clip, or (bounce=True) for the first step
     travel = step * (frames - 1 if not bounce else 1)
     span_lo, span_hi = lo - travel.clamp(max=0), 1 - lo - travel.clamp(min=0)

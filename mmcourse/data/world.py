@@ -5,23 +5,23 @@ normalised coordinates (x right, y down, both in [0, 1]), so one scene renders a
 Within a scene objects never overlap and no two objects share the same (colour, shape) pair, so
 "the red circle" always names one object.
 
-Randomness is drawn from seeded CPU `torch.Generator`s (then moved to the device): the same seed gives
-identical tensors on any machine.
+Randomness is drawn from seeded CPU generators (`mmcourse.utils.make_generator`, then moved to the device): the
+same seed gives identical tensors on any machine.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
-import random
 from dataclasses import dataclass, fields
 
 import torch
 from torch import Tensor
 
+from mmcourse.utils import make_generator
+
 __all__ = [
     "COLOURS", "COLOUR_NAMES", "SHAPES", "SIZES", "HELD_OUT", "CLASS_NAMES", "BACKGROUND",
-    "make_generator", "python_rng", "name_index", "check_names", "allowed_pairs", "Scenes", "sample_scenes",
+    "name_index", "check_names", "allowed_pairs", "Scenes", "sample_scenes",
     "shape_twins", "render",
 ]
 
@@ -52,24 +52,6 @@ HELD_OUT = (("green", "triangle"), ("blue", "circle"), ("yellow", "square"), ("p
 CLASS_NAMES = tuple(f"{c} {s}" for c in COLOUR_NAMES for s in SHAPES)
 SPLITS = ("all", "train", "test")
 _CHUNK = 1024  # scenes rendered at once; fixed so the noise stream never depends on memory settings
-
-
-def make_generator(seed: int | torch.Generator, stream: str = "") -> torch.Generator:
-    """A CPU generator for `seed`; each named `stream` gets independent numbers from the same seed.
-
-    A generator passed in is returned unchanged (the caller owns its state).
-    """
-    if isinstance(seed, torch.Generator):
-        return seed
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise TypeError(f"seed must be an int or a torch.Generator, got {type(seed).__name__}")
-    digest = hashlib.sha256(f"{seed}/{stream}".encode()).digest()
-    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
-
-
-def python_rng(seed: int | torch.Generator, stream: str = "") -> random.Random:
-    """A `random.Random` seeded from `make_generator(seed, stream)`, for choices among strings."""
-    return random.Random(int(torch.randint(2**62, (1,), generator=make_generator(seed, stream))))
 
 
 def name_index(name: str, allowed: tuple[str, ...], what: str) -> int:
@@ -133,6 +115,10 @@ class Scenes:
         """(N, K) object radius as a fraction of the image side (0 in empty slots)."""
         table = torch.tensor(SIZE_RADIUS, device=self.size.device)
         return torch.where(self.present, table[self.size.clamp(min=0)], 0.0)
+
+    def extent(self) -> Tensor:
+        """(N, K) bounding radius of each object around its centre, a fraction of the image side (0 if empty)."""
+        return torch.tensor(BOUNDING_RADIUS, device=self.shape.device)[self.shape.clamp(min=0)] * self.radius()
 
     def boxes(self, resolution: int) -> Tensor:
         """(N, K, 4) bounding boxes (x0, y0, x1, y1) in pixels (0 in empty slots)."""
@@ -242,7 +228,7 @@ def shape_twins(scenes: Scenes, seed: int | torch.Generator = 0, *, split: str =
                 shape[i, k] = options[int(pick[i] * len(options))]
                 break
     twins = Scenes(shape, scenes.colour.clone(), scenes.size.clone(), scenes.center.clone())
-    rho = torch.tensor(BOUNDING_RADIUS)[twins.shape.clamp(min=0)] * twins.radius()
+    rho = twins.extent()
     lo = (rho + EDGE)[..., None]
     outside = (((twins.center < lo) | (twins.center > 1 - lo)).any(-1) & twins.present).any(1)
     moved = outside | _overlap(twins.center, rho, twins.present)
@@ -259,7 +245,7 @@ def _overlap(center: Tensor, rho: Tensor, present: Tensor) -> Tensor:
 
 def _place(scenes: Scenes, g: torch.Generator, max_rounds: int = 10_000) -> Tensor:
     """Rejection sampling of non-overlapping centres, vectorised: redraw every scene that has an overlap."""
-    rho = torch.tensor(BOUNDING_RADIUS)[scenes.shape.clamp(min=0)] * scenes.radius()  # (N, K)
+    rho = scenes.extent()  # (N, K)
     lo = rho + EDGE
     # Necessary condition: the free discs (radius rho + GAP / 2) must pack into the usable square.
     free_area = (math.pi * (rho + GAP / 2) ** 2 * scenes.present).sum(1)

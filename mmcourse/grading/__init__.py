@@ -1,16 +1,25 @@
-"""Autograding of the exercises: `check("NN.name", your_function)` after each exercise cell."""
+"""Autograding of the exercises: `check("NN.name", your_function)` after each exercise cell.
 
-from .core import (
+`core` holds the registry and the comparison helpers; `checks` holds each chapter's checks (importing it registers
+them); `check` sits on top of both.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mmcourse.grading import checks  # noqa: F401  (registers every chapter's exercises)
+from mmcourse.grading.core import (
     CheckFailed,
     Exercise,
     Mismatch,
     NotImplementedYet,
-    check,
-    exercises,
     expect_close,
     expect_equal,
     fail,
+    grade,
     register,
+    registered,
 )
 
 __all__ = [
@@ -25,3 +34,16 @@ __all__ = [
     "expect_equal",
     "fail",
 ]
+
+
+def exercises() -> dict[str, Exercise]:
+    """Every chapter's exercises, by name."""
+    return registered()
+
+
+def check(name: str, obj: Any) -> None:
+    """Grade `obj` (your function or class) for exercise `name`; print a one-line verdict or raise CheckFailed."""
+    known = exercises()
+    if name not in known:
+        raise KeyError(f"unknown exercise {name!r}; known exercises: {', '.join(known)}")
+    grade(known[name], obj)

@@ -1,9 +1,9 @@
-"""The autograder: a registry of exercises and `check(name, obj)`.
+"""The autograder's core: the registry of exercises, the comparison helpers the checks use, the verdict.
 
 An exercise is registered with a `test(obj)` function that calls the learner's code on random and edge-case inputs
-and compares with the reference in `mmcourse`, using `expect_close` / `expect_equal` / `fail`. `check` turns the
-first mismatch into a short message (what was expected, what came out, a hint) raised as `CheckFailed`, which IPython
-shows as that message alone instead of a traceback.
+and compares with the reference in `mmcourse`, using `expect_close` / `expect_equal` / `fail`. `grade` (which
+`mmcourse.grading.check` calls) turns the first mismatch into a short message (what was expected, what came out, a
+hint) raised as `CheckFailed`, which IPython shows as that message alone instead of a traceback.
 
 Every exercise also lists at least two plausible wrong implementations (`mutants`): the test-suite proves that the
 check rejects each of them, so no check can pass vacuously.
@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from ..utils import describe
+from mmcourse.utils import describe, get_device
 
 __all__ = [
     "Exercise",
@@ -26,8 +26,9 @@ __all__ = [
     "NotImplementedYet",
     "Mismatch",
     "register",
-    "check",
-    "exercises",
+    "registered",
+    "grade",
+    "devices",
     "expect_close",
     "expect_equal",
     "fail",
@@ -91,11 +92,14 @@ def register(name: str, reference: Any, mutants: list, kind: str = "function", s
     return deco
 
 
-def exercises() -> dict[str, Exercise]:
-    """All registered exercises by name (importing every chapter's checks)."""
-    from . import checks  # noqa: F401  (registers the chapters' exercises)
-
+def registered() -> dict[str, Exercise]:
+    """The exercises registered so far, by name (`mmcourse.grading.exercises()` registers every chapter's)."""
     return dict(sorted(_REGISTRY.items()))
+
+
+def devices() -> list[torch.device]:
+    """The devices a check runs the learner's code on: the CPU, and the accelerator when there is one."""
+    return [torch.device("cpu")] + ([get_device()] if get_device().type != "cpu" else [])
 
 
 def fail(what: str, expected: Any = None, got: Any = None, hint: str = "") -> None:
@@ -156,12 +160,9 @@ def _show(x: Any) -> str:
     return str(x)
 
 
-def check(name: str, obj: Any) -> None:
-    """Grade `obj` (your function or class) for exercise `name`; print a one-line verdict or raise CheckFailed."""
-    known = exercises()
-    if name not in known:
-        raise KeyError(f"unknown exercise {name!r}; known exercises: {', '.join(known)}")
-    ex = known[name]
+def grade(ex: Exercise, obj: Any) -> None:
+    """Run exercise `ex`'s test on `obj`; print a one-line verdict or raise CheckFailed."""
+    name = ex.name
     if ex.kind == "class" and not inspect.isclass(obj):
         raise CheckFailed(f"✗ {name}: expected a class, got {describe(obj)}")
     if ex.kind == "function" and (inspect.isclass(obj) or not callable(obj)):

@@ -1,12 +1,11 @@
-"""The course's models, each built from `mmcourse.nn`; importing this package registers their zoo recipes."""
+"""The course's models, one file per paper, each built from `mmcourse.nn` (never from `mmcourse.data`)."""
 
-from mmcourse.models import clip_train  # noqa: F401  (registers the zoo recipe "clip-tiny")
 from mmcourse.models.clip import (
     CLIP,
     CLIPConfig,
     TextTransformer,
-    pool_argmax_hidden,
-    pool_eot,
+    encode_images,
+    encode_texts,
     zero_shot_classifier,
     zero_shot_predict,
 )
@@ -16,8 +15,8 @@ __all__ = [
     "CLIP",
     "CLIPConfig",
     "TextTransformer",
-    "pool_argmax_hidden",
-    "pool_eot",
+    "encode_images",
+    "encode_texts",
     "zero_shot_classifier",
     "zero_shot_predict",
     "from_openai_state_dict",

@@ -19,36 +19,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mmcourse.data.text import eot_positions
 from mmcourse.losses import clip_loss, siglip_loss
-from mmcourse.nn import Transformer, VisionTransformer
+from mmcourse.nn import Transformer, VisionTransformer, pool_eot
 from mmcourse.utils import check_tensor
 
-__all__ = ["CLIPConfig", "CLIP", "TextTransformer", "pool_eot", "pool_argmax_hidden",
-           "zero_shot_classifier", "zero_shot_predict"]
-
-
-def pool_eot(hidden: Tensor, ids: Tensor, eot_id: int) -> Tensor:
-    """hidden (B, L, D), ids (B, L) -> (B, D): each row's hidden state at its first end-of-text token.
-
-    Under the causal mask the EOT token is the first one that has seen the whole caption.
-    (OpenAI's CLIP writes `ids.argmax(-1)`: the same position, because its EOT id 49407 is the largest id.)
-    """
-    check_tensor(hidden, "hidden", shape=("B", "L", "D"), dtype="float")
-    check_tensor(ids, "ids", shape=hidden.shape[:2], dtype="int")
-    return hidden[torch.arange(len(ids), device=ids.device), eot_positions(ids, eot_id)]
-
-
-def pool_argmax_hidden(hidden: Tensor) -> Tensor:
-    """THE BUG (seed #1), kept for the "spot the bug" lesson: pools where the hidden state is largest.
-
-    hidden (B, L, D) -> (B, D) at the position holding each row's largest activation. That position depends
-    on the activations, not on where the caption ends, so it changes as the model trains and can land on
-    padding or mid-caption. The position must come from the token ids: use `pool_eot`.
-    """
-    check_tensor(hidden, "hidden", shape=("B", "L", "D"), dtype="float")
-    position = hidden.amax(dim=-1).argmax(dim=1)
-    return hidden[torch.arange(len(hidden), device=hidden.device), position]
+__all__ = ["CLIPConfig", "CLIP", "TextTransformer", "encode_images", "encode_texts", "zero_shot_classifier",
+           "zero_shot_predict"]
 
 
 class TextTransformer(nn.Module):
@@ -195,10 +171,28 @@ def zero_shot_classifier(model: CLIP, tokenize: Callable[[list[str]], Tensor], c
 
 
 @torch.no_grad()
-def zero_shot_predict(model: CLIP, images: Tensor, weights: Tensor) -> Tensor:
-    """images (B, 3, H, W), weights (embed_dim, n_classes) -> predicted class (B,) by cosine similarity.
+def encode_images(model: CLIP, images: Tensor, batch_size: int = 500) -> Tensor:
+    """images (N, 3, H, W) on any device -> normalised features (N, embed_dim) on the images' device, computed on
+    the model's device `batch_size` images at a time (a collection too big for one forward pass)."""
+    check_tensor(images, "images", shape=("N", 3, "H", "W"), dtype="float")
+    device = model.logit_scale.device
+    chunks = [model.encode_image(x.to(device), normalize=True) for x in images.split(batch_size)]
+    return torch.cat(chunks).to(images.device)
 
-    The scores themselves are `model.encode_image(images, normalize=True) @ weights`."""
+
+@torch.no_grad()
+def encode_texts(model: CLIP, ids: Tensor, batch_size: int = 500) -> Tensor:
+    """ids (N, L) -> normalised features (N, embed_dim) on the ids' device, `batch_size` captions at a time."""
+    check_tensor(ids, "ids", shape=("N", "L"), dtype="int")
+    device = model.logit_scale.device
+    chunks = [model.encode_text(x.to(device), normalize=True) for x in ids.split(batch_size)]
+    return torch.cat(chunks).to(ids.device)
+
+
+@torch.no_grad()
+def zero_shot_predict(model: CLIP, images: Tensor, weights: Tensor, batch_size: int = 500) -> Tensor:
+    """images (N, 3, H, W), weights (embed_dim, n_classes) -> predicted class (N,) by cosine similarity, on the
+    images' device. The scores themselves are `encode_images(model, images) @ weights`."""
     check_tensor(weights, "weights", shape=(model.config.embed_dim, "n_classes"), dtype="float")
-    features = model.encode_image(images, normalize=True)
+    features = encode_images(model, images, batch_size)
     return (features @ weights.to(features.device)).argmax(dim=-1)

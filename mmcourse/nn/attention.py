@@ -5,7 +5,9 @@ Mask conventions (the same as torch's, which itself uses two):
   a float mask is added to the scores (0 = keep, -inf = masked out). Shape broadcastable to (B, H, Lq, Lk).
   Careful: `nn.MultiheadAttention`'s bool attn_mask is the opposite (True = masked out).
 - `key_padding_mask` as in `nn.MultiheadAttention`: bool (B, Lk), True = padding, ignored as a key.
-- `is_causal`: query i attends keys 0..i (top-left aligned, like torch, also when Lq != Lk).
+- `is_causal`: query i attends keys 0..i (top-left aligned, like torch, also when Lq != Lk). With a `KVCache`
+  holding P earlier positions, `MultiheadAttention` aligns it bottom-right instead: the Lq new queries are
+  positions P..P+Lq-1, and query i attends keys 0..P+i.
 A query row whose keys are all masked gets zero weights and a zero output (as recent torch does), never NaN.
 """
 
@@ -17,7 +19,7 @@ from torch import Tensor, nn
 
 from mmcourse.utils import check_tensor
 
-__all__ = ["scaled_dot_product_attention", "fast_attention", "merge_masks", "MultiheadAttention"]
+__all__ = ["scaled_dot_product_attention", "fast_attention", "merge_masks", "MultiheadAttention", "KVCache"]
 
 
 def merge_masks(attn_mask: Tensor | None, key_padding_mask: Tensor | None, is_causal: bool,
@@ -68,6 +70,35 @@ def fast_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None = N
     return out.masked_fill(empty, 0.0)
 
 
+class KVCache:
+    """Keys and values (B, H, T, d) that attention modules computed on earlier calls, one entry per module.
+
+    Pass the same cache to every call while generating token by token: a self-attention module appends the new
+    positions' keys / values to its entry and attends to past + new; a cross-attention module projects its
+    context once and reuses the result (the memory does not change while generating).
+    """
+
+    def __init__(self):
+        self.kv: dict[MultiheadAttention, tuple[Tensor, Tensor]] = {}
+
+    @property
+    def length(self) -> int:
+        """P, the number of positions the self-attention entries hold (0 before the first call)."""
+        return next((k.shape[2] for m, (k, _) in self.kv.items() if m.kv_dim is None), 0)
+
+    def append(self, module: MultiheadAttention, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Store and return past + new keys and values (B, H, P + L, d) of a self-attention module."""
+        if module in self.kv:
+            past_k, past_v = self.kv[module]
+            k, v = torch.cat([past_k, k], dim=2), torch.cat([past_v, v], dim=2)
+        self.kv[module] = k, v
+        return k, v
+
+    def reorder(self, index: Tensor) -> None:
+        """Keep rows `index` (B',) of every entry, e.g. the surviving hypotheses of a beam-search step."""
+        self.kv = {m: (k.index_select(0, index), v.index_select(0, index)) for m, (k, v) in self.kv.items()}
+
+
 class MultiheadAttention(nn.Module):
     """Multi-head self-attention (fused `qkv` Linear) or, with `kv_dim`, cross-attention (`q` and `kv`).
 
@@ -91,19 +122,32 @@ class MultiheadAttention(nn.Module):
 
     def forward(self, x: Tensor, context: Tensor | None = None, attn_mask: Tensor | None = None,
                 key_padding_mask: Tensor | None = None, is_causal: bool = False,
-                return_weights: bool = False) -> tuple[Tensor, Tensor | None]:
-        """x (B, Lq, dim) attends to itself, or to `context` (B, Lk, kv_dim) for cross-attention."""
+                return_weights: bool = False, cache: KVCache | None = None) -> tuple[Tensor, Tensor | None]:
+        """x (B, Lq, dim) attends to itself, or to `context` (B, Lk, kv_dim) for cross-attention.
+
+        With a `cache` holding P positions, self-attention keys are past + new (Lk = P + Lq): key_padding_mask
+        is then (B, P + Lq) and is_causal is bottom-right aligned (query i is position P + i).
+        """
         check_tensor(x, "x", shape=("B", "Lq", self.dim), dtype="float")
         if self.kv_dim is None:
             if context is not None:
                 raise ValueError("context given to a self-attention module; build it with kv_dim=...")
-            q, k, v = self.qkv(x).chunk(3, dim=-1)
+            q, k, v = map(self._heads, self.qkv(x).chunk(3, dim=-1))
+            if cache is not None:
+                k, v = cache.append(self, k, v)
+                if is_causal and k.shape[2] > q.shape[2]:
+                    attn_mask, is_causal = _bottom_right_causal(attn_mask, q, k), False
         else:
             if context is None:
                 raise ValueError(f"cross-attention needs context (B, Lk, {self.kv_dim}), got None")
             check_tensor(context, "context", shape=(x.shape[0], "Lk", self.kv_dim), dtype="float")
-            q, (k, v) = self.q(x), self.kv(context).chunk(2, dim=-1)
-        q, k, v = (t.unflatten(-1, (self.n_heads, -1)).transpose(1, 2) for t in (q, k, v))  # (B, H, L, d)
+            q = self._heads(self.q(x))
+            if cache is not None and self in cache.kv:
+                k, v = cache.kv[self]
+            else:
+                k, v = map(self._heads, self.kv(context).chunk(2, dim=-1))
+                if cache is not None:
+                    cache.kv[self] = k, v
         kw = dict(attn_mask=attn_mask, is_causal=is_causal, key_padding_mask=key_padding_mask,
                   dropout_p=self.dropout if self.training else 0.0)
         if return_weights:
@@ -112,9 +156,22 @@ class MultiheadAttention(nn.Module):
             out, weights = fast_attention(q, k, v, **kw), None
         return self.out_proj(out.transpose(1, 2).flatten(2)), weights
 
+    def _heads(self, t: Tensor) -> Tensor:
+        """(B, L, dim) -> (B, H, L, dim / H)."""
+        return t.unflatten(-1, (self.n_heads, -1)).transpose(1, 2)
+
 
 def _additive(keep: Tensor, dtype: torch.dtype) -> Tensor:
     return torch.zeros(keep.shape, dtype=dtype, device=keep.device).masked_fill(~keep, float("-inf"))
+
+
+def _bottom_right_causal(attn_mask: Tensor | None, q: Tensor, k: Tensor) -> Tensor | None:
+    """attn_mask with causality for queries that are the last Lq of Lk positions: query i keeps keys 0..Lk-Lq+i."""
+    Lq, Lk = q.shape[2], k.shape[2]
+    if Lq == 1:  # the newest position sees every key
+        return attn_mask
+    keep = torch.ones(Lq, Lk, dtype=torch.bool, device=q.device).tril(Lk - Lq)
+    return keep if attn_mask is None else merge_masks(attn_mask, None, False, q, k) + _additive(keep, q.dtype)
 
 
 def _prepare_mask(attn_mask, key_padding_mask, is_causal, q, k):

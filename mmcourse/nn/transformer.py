@@ -13,7 +13,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from mmcourse.nn.attention import MultiheadAttention
+from mmcourse.nn.attention import KVCache, MultiheadAttention
 from mmcourse.utils import check_tensor
 
 __all__ = ["QuickGELU", "MLP", "ResidualAttentionBlock", "Transformer", "TransformerOutput"]
@@ -63,20 +63,22 @@ class ResidualAttentionBlock(nn.Module):
 
     def forward(self, x: Tensor, context: Tensor | None = None, attn_mask: Tensor | None = None,
                 key_padding_mask: Tensor | None = None, is_causal: bool = False,
-                context_padding_mask: Tensor | None = None, return_weights: bool = False):
+                context_padding_mask: Tensor | None = None, return_weights: bool = False,
+                cache: KVCache | None = None):
         """x (B, L, width) -> x, or (x, attn weights (B, H, L, L), cross weights (B, H, L, Lc) or None).
 
         context=None skips the cross-attention sub-layer (BLIP runs its text encoder both ways).
+        With a `cache` (generation) x holds only the new positions; see `MultiheadAttention.forward`.
         """
         if context is not None and not self.has_cross:
             raise ValueError("context given to a block without cross-attention; build it with cross_dim=...")
         a, attn_w = self.attn(self.ln_1(x), attn_mask=attn_mask, key_padding_mask=key_padding_mask,
-                              is_causal=is_causal, return_weights=return_weights)
+                              is_causal=is_causal, return_weights=return_weights, cache=cache)
         x = x + self.drop(a)
         cross_w = None
         if context is not None:
             c, cross_w = self.cross_attn(self.ln_cross(x), context, key_padding_mask=context_padding_mask,
-                                         return_weights=return_weights)
+                                         return_weights=return_weights, cache=cache)
             x = x + self.drop(c)
         x = x + self.drop(self.mlp(self.ln_2(x)))
         return (x, attn_w, cross_w) if return_weights else x
@@ -105,11 +107,14 @@ class Transformer(nn.Module):
     def forward(self, x: Tensor, context: Tensor | None = None, *, attn_mask: Tensor | None = None,
                 key_padding_mask: Tensor | None = None, is_causal: bool = False,
                 context_padding_mask: Tensor | None = None, return_attn: bool = False,
-                return_hidden: bool = False):
-        """x (B, L, width) -> x (B, L, width), or a `TransformerOutput` when return_attn / return_hidden."""
+                return_hidden: bool = False, cache: KVCache | None = None):
+        """x (B, L, width) -> x (B, L, width), or a `TransformerOutput` when return_attn / return_hidden.
+
+        `cache`: one `KVCache` shared by every block; x is then the L new positions after the cached ones.
+        """
         check_tensor(x, "x", shape=("B", "L", self.width), dtype="float")
         masks = dict(attn_mask=attn_mask, key_padding_mask=key_padding_mask, is_causal=is_causal,
-                     context_padding_mask=context_padding_mask)
+                     context_padding_mask=context_padding_mask, cache=cache)
         hidden, attns, cross = [x], [], []
         for block in self.resblocks:
             if return_attn:

@@ -1,5 +1,6 @@
 """Pictures, sounds and widgets: `viz.world` for the data, `viz.attention` for what transformers look at,
-`viz.matrices` for score matrices (logits, probabilities, gradients) side by side."""
+`viz.matrices` for score matrices (logits, probabilities, gradients) side by side, `viz.training` for training
+curves."""
 
 from mmcourse.viz.attention import (
     attention_explorer,
@@ -9,6 +10,7 @@ from mmcourse.viz.attention import (
     plot_pos_embedding_similarity,
 )
 from mmcourse.viz.matrices import plot_matrices
+from mmcourse.viz.training import plot_history
 from mmcourse.viz.world import play_audio, plot_spectrogram, show_images, show_video, video_strip
 
 __all__ = [
@@ -18,6 +20,7 @@ __all__ = [
     "plot_attention_rollout",
     "plot_pos_embedding_similarity",
     "play_audio",
+    "plot_history",
     "plot_matrices",
     "plot_spectrogram",
     "show_images",

@@ -6,11 +6,11 @@ import math
 
 import torch
 
-from ...data import EOT_ID, PAD_ID, SOT_ID
-from ...data import add_noise as _add_noise
-from ...data import pad_batch as _pad_batch
-from ...data.audio import hz_to_mel as _hz_to_mel
-from ..core import expect_close, expect_equal, fail, register
+from mmcourse.data import EOT_ID, PAD_ID, SOT_ID
+from mmcourse.data import add_noise as _add_noise
+from mmcourse.data import pad_batch as _pad_batch
+from mmcourse.data.audio import hz_to_mel as _hz_to_mel
+from mmcourse.grading.core import expect_close, expect_equal, fail, register
 
 
 # ---------------------------------------------------------------- 00.add_noise
@@ -107,7 +107,7 @@ def _test_pad_batch(fn):
         want = pad_batch(rows, length)
         if isinstance(got, torch.Tensor) and got.dtype != torch.long:
             fail(f"rows {rows}: ids must be integers (torch.long) to index an embedding", torch.long, got.dtype,
-                 "float ids are seed bug #9: nn.Embedding refuses them")
+                 "float ids are a common tutorial mistake: nn.Embedding refuses them")
         expect_equal(got, want, f"rows {rows}, context_length {length}",
                      "pad with <pad>=0 at the end; a row that is too long keeps its first L-1 tokens, then <eot>")
     return len(cases)

@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from ... import nn as mnn
-from ...utils import get_device
-from ..core import expect_close, expect_equal, fail, register
-
-
-def _devices() -> list[torch.device]:
-    return [torch.device("cpu")] + ([get_device()] if get_device().type != "cpu" else [])
+from mmcourse import nn as mnn
+from mmcourse.grading.core import devices, expect_close, expect_equal, fail, register
 
 
 # ---------------------------------------------------------------- 01.attention
@@ -52,7 +47,7 @@ def _attn_ignores_mask(q, k, v, mask=None):
 def _test_attention(fn):
     g = torch.Generator().manual_seed(1)
     n = 0
-    for device in _devices():
+    for device in devices():
         for B, H, Lq, Lk, d, masked in [(2, 3, 5, 7, 8, False), (1, 1, 4, 4, 16, False), (2, 2, 6, 6, 8, True),
                                         (3, 2, 4, 9, 4, True)]:
             q, k, v = (torch.randn(B, H, L, d, generator=g).to(device) for L in (Lq, Lk, Lk))
@@ -144,13 +139,14 @@ def _causal_cpu_only(length, device=None):
 @register("01.causal_mask", causal_mask, [_causal_future, _causal_strict, _causal_float, _causal_cpu_only])
 def _test_causal_mask(fn):
     n = 0
-    for device in _devices():
+    for device in devices():
         for length in (1, 2, 5, 16):
             got = fn(length, device=device)
             want = causal_mask(length, device)
             if isinstance(got, torch.Tensor) and got.device.type != device.type:
                 fail(f"length {length}: the mask is on the wrong device", device, got.device,
-                     "create it with device=device so it lives next to the scores (seed bug #9)")
+                     "create it with device=device so it lives next to the scores (a common tutorial mistake: "
+                     "index tensors made on the CPU)")
             if isinstance(got, torch.Tensor) and got.dtype != torch.bool:
                 fail(f"length {length}: expected a bool mask (True = may attend)", torch.bool, got.dtype)
             expect_equal(got, want, f"length {length}", "query i may look at keys 0..i, itself included")

@@ -5,17 +5,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ...losses import clip_loss as _clip_loss
-from ...metrics.retrieval import recall_at_k as _recall_at_k
-from ...models.clip import CLIP, CLIPConfig
-from ...models.clip import pool_eot as _pool_eot
-from ...models.clip import zero_shot_classifier as _zero_shot_classifier
-from ...utils import get_device
-from ..core import expect_close, fail, register
-
-
-def _devices() -> list[torch.device]:
-    return [torch.device("cpu")] + ([get_device()] if get_device().type != "cpu" else [])
+from mmcourse.grading.core import devices, expect_close, fail, register
+from mmcourse.losses import clip_loss as _clip_loss
+from mmcourse.metrics.retrieval import recall_at_k as _recall_at_k
+from mmcourse.models.clip import CLIP, CLIPConfig
+from mmcourse.models.clip import zero_shot_classifier as _zero_shot_classifier
+from mmcourse.nn import pool_eot as _pool_eot
 
 
 # ---------------------------------------------------------------- 02.clip_loss
@@ -45,7 +40,7 @@ def _loss_not_normalised(image_features, text_features, logit_scale):
     return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
 
 
-def _loss_fixed_temperature(image_features, text_features, logit_scale):  # the seed's "/ 0.07"
+def _loss_fixed_temperature(image_features, text_features, logit_scale):  # the study guide's "/ 0.07"
     logits = _logits(image_features, text_features, 1.0) / 0.07
     targets = torch.arange(len(logits), device=logits.device)
     return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
@@ -60,7 +55,7 @@ def _loss_scale_detached(image_features, text_features, logit_scale):  # the tem
 def _test_clip_loss(fn):
     g = torch.Generator().manual_seed(20)
     n = 0
-    for device in _devices():
+    for device in devices():
         for B, D, scale, spread in [(8, 16, 10.0, 3.0), (5, 32, 1 / 0.07, 0.5), (1, 4, 30.0, 1.0),
                                     (16, 8, 100.0, 2.0), (3, 64, 1.0, 5.0)]:
             x = (spread * torch.randn(B, D, generator=g)).to(device).requires_grad_(True)
@@ -92,7 +87,7 @@ def _pool_last(hidden, ids, eot_id):
     return hidden[:, -1]
 
 
-def _pool_argmax_hidden(hidden, ids, eot_id):  # the seed's bug
+def _pool_argmax_hidden(hidden, ids, eot_id):  # the study guide's bug
     position = hidden.amax(dim=-1).argmax(dim=1)
     return hidden[torch.arange(len(hidden), device=hidden.device), position]
 
@@ -125,7 +120,7 @@ def _token_ids(lengths, L, eot_id, vocab, g):
 def _test_pool_eot(fn):
     g = torch.Generator().manual_seed(21)
     n = 0
-    for device in _devices():
+    for device in devices():
         for lengths, L, D in [([4, 7, 3], 7, 5), ([5], 9, 3), ([2, 6, 9, 4], 10, 8)]:
             ids = _token_ids(lengths, L, 2, 40, g).to(device)
             hidden = torch.randn(len(lengths), L, D, generator=g).to(device).requires_grad_(True)
@@ -185,7 +180,7 @@ def _tokenize(texts, length=10):
           [_zs_no_prompt_normalisation, _zs_no_renormalisation, _zs_first_template_only, _zs_class_rows])
 def _test_zero_shot_classifier(fn):
     n = 0
-    for device in _devices():
+    for device in devices():
         torch.manual_seed(22)
         model = CLIP(CLIPConfig.tiny(vocab_size=len(_WORDS), eot_id=1, context_length=10, embed_dim=24)).to(device)
         model.eval()
@@ -243,7 +238,7 @@ def _recall_over_items(similarity, relevant, k):  # ranks each item among the qu
 def _test_recall_at_k(fn):
     g = torch.Generator().manual_seed(23)
     n = 0
-    for device in _devices():
+    for device in devices():
         for n_q, per_query, k in [(6, 1, 1), (10, 1, 3), (8, 5, 5), (7, 3, 2), (1, 3, 2), (5, 4, 10)]:
             n_items = n_q * per_query
             owner = torch.arange(n_items) // per_query  # item j belongs to query owner[j]

@@ -12,14 +12,9 @@ from collections import Counter
 
 import torch
 
-from ... import metrics
-from ...data import caption, corrupt_objects, sample_scenes
-from ...utils import get_device
-from ..core import expect_close, fail, register
-
-
-def _devices() -> list[torch.device]:
-    return [torch.device("cpu")] + ([get_device()] if get_device().type != "cpu" else [])
+from mmcourse import metrics
+from mmcourse.data import caption, corrupt_objects, sample_scenes
+from mmcourse.grading.core import devices, expect_close, fail, register
 
 
 def _joined(hypotheses, references):
@@ -226,7 +221,7 @@ def vqa_score(prediction, answers):
     return metrics.vqa_score(prediction, answers)
 
 
-def _vqa_min_count_over_3(prediction, answers):  # seed bug #3, with normalisation
+def _vqa_min_count_over_3(prediction, answers):  # the study guide's min(count/3, 1), with normalisation
     return min(answers.count(metrics.normalize_answer(prediction)) / 3, 1.0)
 
 
@@ -291,7 +286,7 @@ def _mrr_at_10(similarity, relevant):
     return torch.where(found, 1.0 / rank, torch.zeros_like(rank, dtype=torch.float)).mean().item()
 
 
-def _mrr_seed_style(similarity, relevant):  # seed bug #2: hits in the top 10 only, averaged over the hits
+def _mrr_seed_style(similarity, relevant):  # the study guide's MRR: hits in the top 10 only, averaged over the hits
     found, rank = _ranks_of_hits(similarity, relevant, 10)
     return (1.0 / rank[found].float()).mean().item() if found.any() else 0.0
 
@@ -313,7 +308,7 @@ def _mrr_inverse_mean_rank(similarity, relevant):
 def _test_mrr(fn):
     g = torch.Generator().manual_seed(3)
     n = 0
-    for device in _devices():
+    for device in devices():
         for queries, items, per_query in [(40, 60, 1), (30, 80, 3), (1, 5, 1), (6, 1, 1), (25, 25, 5)]:
             relevant = torch.zeros(queries, items, dtype=torch.bool)
             for q in range(queries):

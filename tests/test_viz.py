@@ -1,4 +1,4 @@
-"""mmcourse.viz.attention: what the figures show is the right data, in the image's orientation."""
+"""mmcourse.viz: what the figures show is the right data (attention in the image's orientation, training curves)."""
 
 import matplotlib
 
@@ -9,7 +9,9 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from mmcourse.nn import VisionTransformer, attention_rollout, patchify  # noqa: E402
+from mmcourse.train import History  # noqa: E402
 from mmcourse.viz import attention as viz  # noqa: E402
+from mmcourse.viz import plot_history  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -111,3 +113,13 @@ def test_plot_matrices_draws_each_panel_on_its_scale():
         plot_matrices([(probs, "p", "log")])
     with pytest.raises(ValueError, match=r"must be a matrix \(R, C\), got shape \(3,\)"):
         plot_matrices([(probs[0], "p", "prob")])
+
+
+def test_plot_history_draws_loss_and_evals():
+    h = History(loss=[1.0 / (i + 1) for i in range(50)], evals=[{"step": 25, "acc": 0.5}, {"step": 50, "acc": 0.9}])
+    fig = plot_history(h)
+    ax, ax2 = fig.axes
+    assert ax.get_lines()[0].get_ydata()[0] > ax.get_lines()[0].get_ydata()[-1]
+    assert list(ax2.get_lines()[0].get_ydata()) == [0.5, 0.9]
+    with pytest.raises(ValueError, match="no steps"):
+        plot_history(History())

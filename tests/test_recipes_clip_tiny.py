@@ -1,6 +1,7 @@
-"""Chapter 02's training recipe: batches, a few training steps, zero-shot evaluation, the zoo entry."""
+"""Chapter 02's training recipe: its data, a few training steps, zero-shot evaluation, the zoo entry."""
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -8,66 +9,50 @@ import torch
 from mmcourse import zoo
 from mmcourse.data import CLASS_NAMES, HELD_OUT, SHAPES, Tokenizer, class_prompts
 from mmcourse.data.world import COLOUR_NAMES
-from mmcourse.models import CLIP, clip_train
-from mmcourse.models.clip import zero_shot_classifier
+from mmcourse.models import CLIP, zero_shot_classifier
+from mmcourse.recipes import clip_tiny
 
 
 @pytest.fixture(scope="module")
 def small_data():
-    return clip_train.caption_data(n=96, seed=3)
+    return clip_tiny.caption_data(n=96, seed=3)
 
 
 def test_recipe_is_registered_and_builds_the_chapter_model():
     recipe = zoo._get("clip-tiny")
-    assert recipe.version >= 1
-    model, train = recipe.make()
-    assert isinstance(model, CLIP) and callable(train)
+    assert recipe.version == clip_tiny.VERSION and recipe.build is clip_tiny.build and recipe.train is clip_tiny.train
+    model = recipe.build()
+    assert isinstance(model, CLIP)
     tokenizer = Tokenizer()
     assert model.config.vocab_size == tokenizer.vocab_size and model.config.eot_id == tokenizer.eot_id
     assert model.config.conv_stem and model.config.loss == "clip"
     assert 0.2e6 < sum(p.numel() for p in model.parameters()) < 0.3e6
-    again, _ = recipe.make()  # deterministic initialisation: the cache entry does not depend on global state
+    again = recipe.build()  # deterministic initialisation: the cache entry does not depend on global state
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
 
 
-def test_batches_cover_each_epoch_once_and_reword_the_captions(small_data):
-    batches = clip_train.caption_batches(small_data, batch_size=32, seed=0)
-    epoch0 = [batches(step) for step in range(3)]
-    seen = torch.cat([b["index"] for b in epoch0])
-    assert sorted(seen.tolist()) == list(range(96))  # every image once per epoch
-    assert torch.equal(batches(1)["text"], epoch0[1]["text"])  # a step always gives the same batch
-    epoch1 = [batches(step) for step in range(3, 6)]
-    caption_of = [{int(i): c for b in ep for i, c in zip(b["index"], b["captions"])} for ep in (epoch0, epoch1)]
-    changed = sum(caption_of[0][i] != caption_of[1][i] for i in range(96))
-    assert changed > 30, "captions must be re-worded every epoch"
-    assert all(b["text"].shape[1] == clip_train.CONTEXT_LENGTH for b in epoch0)
-    with pytest.raises(ValueError, match="batch_size"):
-        clip_train.caption_batches(small_data, batch_size=97)
-
-
 def test_a_few_training_steps_lower_the_loss_and_keep_the_scale_clamped(small_data):
-    model = clip_train.tiny_clip(seed=0)
+    model = clip_tiny.build(seed=0)
     with torch.no_grad():
         model.logit_scale.fill_(math.log(200.0))  # above the clamp: the first step must bring it back
-    history = clip_train.train_clip(model, small_data, steps=24, batch_size=32, warmup=2, progress=False,
-                                    device="cpu")
+    history = clip_tiny.train(model, small_data, steps=24, batch_size=32, warmup=2, progress=False, device="cpu")
     assert len(history.loss) == 24 and all(math.isfinite(v) for v in history.loss)
     assert model.logit_scale.exp().item() <= 100 + 1e-3
     assert sum(history.loss[-4:]) / 4 < history.loss[0] - 0.1
 
 
 def test_siglip_variant_trains_with_its_own_loss(small_data):
-    model = clip_train.tiny_clip(loss="siglip")
+    model = clip_tiny.build(loss="siglip")
     assert model.logit_bias is not None
-    batch = clip_train.caption_batches(small_data, 16)(0)
-    loss, extra = clip_train.contrastive_step(model, batch)
+    batch = small_data.collate([small_data[i] for i in range(16)])
+    loss, extra = clip_tiny.contrastive_step(model, batch)
     assert loss.shape == () and extra["s"] == pytest.approx(10.0, rel=1e-5)
 
 
 def test_class_weights_follow_class_names_order():
-    model = clip_train.tiny_clip(seed=1).eval()
+    model = clip_tiny.build(seed=1).eval()
     tokenizer = Tokenizer()
-    weights = clip_train.class_weights(model, tokenizer)
+    weights = clip_tiny.class_weights(model, tokenizer)
     assert weights.shape == (model.config.embed_dim, len(CLASS_NAMES))
     assert torch.allclose(weights.norm(dim=0), torch.ones(len(CLASS_NAMES)), atol=1e-5)
     prompts = class_prompts()  # the data module's prompts, class index = colour * 3 + shape
@@ -83,6 +68,7 @@ class _ChannelModel(torch.nn.Module):
     def __init__(self):
         super().__init__()
         self.logit_scale = torch.nn.Parameter(torch.tensor(0.0))
+        self.config = SimpleNamespace(embed_dim=3)
 
     def encode_image(self, images, normalize=False):
         f = images[:, :, 0, 0]
@@ -94,36 +80,21 @@ def test_zero_shot_accuracy_on_a_hand_built_case():
     for i, channel in enumerate([0, 1, 2, 2, 1]):
         images[i, channel] = 1.0  # the pixel's brightest channel is the predicted class
     labels = torch.tensor([0, 1, 2, 0, 0])  # three right, two wrong
-    acc = clip_train.zero_shot_accuracy(_ChannelModel(), images, labels, torch.eye(3), batch_size=2)
+    acc = clip_tiny.zero_shot_accuracy(_ChannelModel(), images, labels, torch.eye(3))
     assert acc == pytest.approx(3 / 5)
     with pytest.raises(ValueError, match="labels"):
-        clip_train.zero_shot_accuracy(_ChannelModel(), images, labels[:4], torch.eye(3))
+        clip_tiny.zero_shot_accuracy(_ChannelModel(), images, labels[:4], torch.eye(3))
 
 
 def test_zero_shot_sets_separate_seen_and_held_out_pairs():
-    sets = clip_train.zero_shot_sets(n=300, seed=7)
+    sets = clip_tiny.zero_shot_sets(n=300, seed=7)
     held = {COLOUR_NAMES.index(c) * len(SHAPES) + SHAPES.index(s) for c, s in HELD_OUT}
     seen_labels, held_labels = set(sets["seen"][1].tolist()), set(sets["held-out"][1].tolist())
     assert held_labels == held and not seen_labels & held
     assert len(seen_labels) == len(CLASS_NAMES) - len(held)
     assert sets["seen"][0].shape == (300, 3, 32, 32)
-    model = clip_train.tiny_clip(seed=2).eval()
-    result = clip_train.evaluate(model, {k: (x[:50], y[:50]) for k, (x, y) in sets.items()})
+    model = clip_tiny.build(seed=2).eval()
+    result = clip_tiny.evaluate(model, {k: (x[:50], y[:50]) for k, (x, y) in sets.items()})
     assert set(result) == {"seen", "held-out"} and all(0 <= v <= 1 for v in result.values())
 
 
-def test_twin_batches_hold_each_scene_with_its_twin(small_data):
-    assert small_data.twins and len(small_data) == 96
-    batches = clip_train.caption_batches(small_data, batch_size=16, seed=0)
-    epoch = [batches(step) for step in range(6)]
-    for b in epoch:
-        scenes, twins = b["index"].chunk(2)
-        assert torch.equal(twins, scenes + 48)  # item i and its twin i + n/2 come together
-        for i in scenes.tolist():
-            names = [[(o["colour"], o["shape"], o["size"]) for o in small_data.objects[j]] for j in (i, i + 48)]
-            assert sum(a != c for a, c in zip(*names, strict=True)) <= 1  # one object's shape at most
-    assert sorted(torch.cat([b["index"] for b in epoch]).tolist()) == list(range(96))
-    with pytest.raises(ValueError, match="even"):
-        clip_train.caption_batches(small_data, batch_size=15)
-    with pytest.raises(ValueError, match="twins=True needs an even n"):
-        clip_train.caption_data(n=95)

@@ -1,4 +1,4 @@
-"""The CLIP model: EOT pooling, the causal text tower, the two-tower logits, the logit scale, zero-shot."""
+"""The CLIP model: the causal text tower, the two-tower logits, the logit scale, zero-shot."""
 
 import math
 
@@ -11,8 +11,8 @@ from mmcourse.models.clip import (
     CLIP,
     CLIPConfig,
     TextTransformer,
-    pool_argmax_hidden,
-    pool_eot,
+    encode_images,
+    encode_texts,
     zero_shot_classifier,
     zero_shot_predict,
 )
@@ -35,29 +35,6 @@ def tokenize(texts, length=8):
 def model():
     torch.manual_seed(0)
     return CLIP(CLIPConfig.tiny(vocab_size=len(WORDS), eot_id=EOT, context_length=8)).eval()
-
-
-def test_pool_eot_takes_the_first_eot_of_each_row():
-    hidden = torch.randn(3, 5, 4)
-    ids = torch.tensor([[7, 7, 1, 0, 0], [1, 1, 1, 1, 1], [7, 7, 7, 7, 1]])
-    torch.testing.assert_close(pool_eot(hidden, ids, eot_id=1), hidden[[0, 1, 2], [2, 0, 4]])
-
-
-def test_pool_eot_names_rows_without_eot():
-    ids = torch.tensor([[5, 1, 0], [5, 5, 5], [1, 0, 0], [2, 2, 2]])
-    with pytest.raises(ValueError, match=r"no end-of-text token \(id 1\) in row\(s\) \[1, 3\]"):
-        pool_eot(torch.randn(4, 3, 2), ids, eot_id=1)
-    with pytest.raises(ValueError, match=r"ids: expected shape \(4, 3\), got \(4, 2\)"):
-        pool_eot(torch.randn(4, 3, 2), ids[:, :2], eot_id=1)
-
-
-def test_pool_argmax_hidden_is_the_bug_it_claims_to_be():
-    hidden = torch.zeros(2, 4, 3)
-    hidden[:, 3, 0] = 9.0  # a padding position happens to hold the largest activation
-    ids = torch.tensor([[5, 1, 0, 0], [5, 5, 1, 0]])
-    torch.testing.assert_close(pool_argmax_hidden(hidden), hidden[:, 3])
-    torch.testing.assert_close(pool_eot(hidden, ids, 1), hidden[[0, 1], [1, 2]])
-    assert not torch.equal(pool_argmax_hidden(hidden), pool_eot(hidden, ids, 1))
 
 
 def test_text_tower_is_causal_and_ignores_what_follows_eot(model):
@@ -187,3 +164,17 @@ def test_zero_shot_predict_picks_the_most_similar_class(model):
     assert torch.equal(zero_shot_predict(model, images, weights[:, order]), order.argsort())
     with pytest.raises(ValueError, match=r"weights: expected shape \(64, n_classes\), got \(5, 64\)"):
         zero_shot_predict(model, images, weights.T)
+
+
+def test_encode_images_and_texts_in_chunks_equal_one_pass_and_stay_on_the_input_device(model):
+    images = torch.rand(7, 3, 32, 32)
+    ids = tokenize(["a red circle", "a photo of a blue square", "big circle"] * 3)
+    with torch.no_grad():
+        whole_images = model.encode_image(images, normalize=True)
+        whole_texts = model.encode_text(ids, normalize=True)
+    chunked = encode_images(model, images, batch_size=3)
+    torch.testing.assert_close(chunked, whole_images, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(encode_texts(model, ids, batch_size=4), whole_texts, atol=1e-6, rtol=1e-5)
+    assert chunked.device == images.device and not chunked.requires_grad
+    with pytest.raises(ValueError, match=r"images: expected shape \(N, 3, H, W\)"):
+        encode_images(model, images[0])

@@ -1,0 +1,51 @@
+"""The model cache: atomic writes, verified reads, a clear error when the directory cannot be used.
+
+(Rebuilding corrupt, half-written and mismatched entries is tested through the zoo, in test_zoo.py.)"""
+
+import os
+import stat
+import warnings
+
+import pytest
+import torch
+
+from mmcourse import cache
+
+
+def test_write_then_read_verified_round_trips(tmp_path):
+    path = tmp_path / "entry.safetensors"
+    state = {"w": torch.arange(6.0).view(2, 3), "b": torch.zeros(2)}
+    cache.write(path, state)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        back = cache.read_verified(path)
+    assert back.keys() == state.keys() and all(torch.equal(back[k], state[k]) for k in state)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["entry.json", "entry.safetensors"]  # no temporary left
+
+
+def test_absent_entry_reads_as_none_and_a_damaged_one_is_removed(tmp_path):
+    path = tmp_path / "entry.safetensors"
+    assert cache.read_verified(path) is None
+    cache.write(path, {"w": torch.ones(3)})
+    path.with_suffix(".json").write_text('{"sha256": "0"}')
+    with pytest.warns(UserWarning, match="corrupt.*checksum mismatch"):
+        assert cache.read_verified(path) is None
+    assert not path.exists() and not path.with_suffix(".json").exists()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
+def test_unwritable_cache_dir_is_a_clear_error(tmp_path, monkeypatch):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(stat.S_IRUSR | stat.S_IXUSR)
+    monkeypatch.setenv("MMCOURSE_CACHE", str(ro))
+    with pytest.raises(cache.CacheError, match="MMCOURSE_CACHE"):
+        cache.cache_dir()
+
+
+def test_cache_path_that_is_a_file_is_a_clear_error(tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv("MMCOURSE_CACHE", str(blocker / "cache"))
+    with pytest.raises(cache.CacheError, match="not writable.*MMCOURSE_CACHE"):
+        cache.cache_dir()
