@@ -6,6 +6,8 @@ STAMP := $(VENV)/.mmcourse-installed
 JOBS ?= 2
 # Models that chapters share are trained once into this cache (see mmcourse/zoo.py).
 export MMCOURSE_CACHE ?= $(CURDIR)/.mmcourse-cache
+# Under the tests a headline number that misses its bar fails the run; in a learner's session it warns.
+export MMCOURSE_STRICT ?= 1
 # One thread per test process: JOBS processes share the cores without oversubscribing them.
 PYTEST := OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n $(JOBS) --dist loadscope --nbval-lax --nbval-current-env
 

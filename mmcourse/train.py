@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from mmcourse.utils import get_device
 
-__all__ = ["fit", "History", "to_device", "warmup_cosine"]
+__all__ = ["fit", "History", "param_groups", "to_device", "warmup_cosine"]
 
 
 @dataclass
@@ -50,6 +50,18 @@ def warmup_cosine(step: int, steps: int, warmup: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW groups as CLIP trains (and open_clip): weight decay on the weight matrices, kernels and embedding
+    tables (ndim ≥ 2), none on gains, biases, norms' parameters, class tokens and the logit scale (ndim < 2)."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if not trainable:
+        raise ValueError("the model has no trainable parameters (all have requires_grad=False)")
+    decay = [p for p in trainable if p.ndim >= 2]
+    rest = [p for p in trainable if p.ndim < 2]
+    return [g for g in ({"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0})
+            if g["params"]]
+
+
 def fit(
     model: torch.nn.Module,
     loss_fn: Callable[[torch.nn.Module, Any], torch.Tensor | tuple[torch.Tensor, dict]],
@@ -74,7 +86,8 @@ def fit(
 
     loss_fn(model, batch) -> loss, or (loss, {name: value}) to show extra numbers in the progress bar.
     data: an iterable of batches (re-iterated when exhausted, e.g. a DataLoader) or a function step -> batch.
-    The optimiser defaults to AdamW(lr, betas, weight_decay) with warm-up + cosine decay. eval_fn(model) runs every
+    The optimiser defaults to AdamW(lr, betas) with `weight_decay` on the weight matrices only (`param_groups`),
+    and warm-up + cosine decay. eval_fn(model) runs every
     `eval_every` steps and at the end (model in eval mode, no grad); `stop_when(metrics)` ends training early.
     after_step(model) runs after each optimiser step (e.g. to clamp CLIP's logit scale).
     """
@@ -83,10 +96,7 @@ def fit(
     device = torch.device(device) if device is not None else get_device()
     model.to(device)
     if optimizer is None:
-        params = [p for p in model.parameters() if p.requires_grad]
-        if not params:
-            raise ValueError("the model has no trainable parameters (all have requires_grad=False)")
-        optimizer = torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=weight_decay)
+        optimizer = torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=betas)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, steps, warmup))
     batches = (data(s) for s in itertools.count()) if callable(data) else _cycle(data)
     history = History()

@@ -171,3 +171,12 @@ def test_wrong_solution_turns_execution_red_with_a_short_message(tmp_path):
     assert out.output_type == "error" and out.ename == "CheckFailed"
     assert len(out.traceback) <= 8 and "✗ 00.add_noise" in out.traceback[0]
     assert "Traceback" not in "".join(out.traceback)
+
+
+def test_a_quiz_answer_line_becomes_an_ellipsis():
+    from mmcourse.dev.exercises import MarkerError, stub_solutions
+
+    out = stub_solutions('# %%\nanswer_floor = "b"  # SOLUTION\n')
+    assert out == "# %%\nanswer_floor = ...  # your answer\n"
+    with pytest.raises(MarkerError, match="must read `name = answer"):
+        stub_solutions('print("b")  # SOLUTION\n')

@@ -4,6 +4,7 @@ import functools
 import inspect
 
 import pytest
+import torch
 
 from mmcourse.grading import CheckFailed, NotImplementedYet, check, exercises
 
@@ -11,6 +12,8 @@ EXERCISES = exercises()
 
 
 def _stub_of(ex):
+    if ex.kind == "quiz":
+        return ...  # what the generated exercise assigns until the learner answers
     if ex.kind == "class":
         class Stub(ex.reference):
             def __init__(self, *args, **kwargs):
@@ -76,3 +79,71 @@ def test_feedback_renders_as_short_message_not_traceback():
         check(name, EXERCISES[name].mutants[0])
     lines = err.value._render_traceback_()
     assert 1 <= len(lines) <= 8 and name in lines[0]
+
+
+@pytest.fixture
+def scratch_registry():
+    from mmcourse.grading import core
+
+    before = dict(core._REGISTRY)
+    yield core
+    core._REGISTRY.clear()
+    core._REGISTRY.update(before)
+
+
+def test_a_quiz_grades_letters_and_numbers_and_explains(scratch_registry, capsys):
+    scratch_registry.register_quiz("99.q", "Which?", "b", "because b.", choices={"a": "x", "b": "y", "c": "z"},
+                                   wrong={"a": "a forgets the scale."})
+    scratch_registry.register_quiz("99.n", "How many?", 3.9, "log 128 - 1.", tolerance=0.05, wrong={1.0: "not 1."})
+    check("99.q", " (B) ")
+    assert "right. because b." in capsys.readouterr().out
+    with pytest.raises(CheckFailed, match=r"\(a\) is not right. a forgets the scale"):
+        check("99.q", "a")
+    with pytest.raises(CheckFailed, match="answer with one letter of a, b, c"):
+        check("99.q", "d")
+    with pytest.raises(NotImplementedYet, match="not answered yet"):
+        check("99.q", ...)
+    check("99.n", 3.93)
+    with pytest.raises(CheckFailed, match="1 is not right. not 1."):
+        check("99.n", 1)
+    with pytest.raises(CheckFailed, match="answer with a number"):
+        check("99.n", "3.9")
+    with pytest.raises(ValueError, match="not one of the choices"):
+        scratch_registry.register_quiz("99.bad", "?", "e", "", choices={"a": "x"})
+
+
+def test_a_wrong_answer_that_behaves_like_a_known_mistake_is_named(scratch_registry):
+    def double(x):
+        return 2 * x
+
+    def plus_two(x):
+        """adds 2 instead of doubling"""
+        return x + 2
+
+    def times_three(x):  # no docstring: never named
+        return 3 * x
+
+    @scratch_registry.register("99.double", double, [plus_two, times_three])
+    def _test(fn):
+        for v in (torch.tensor([1.0, 5.0]), torch.tensor([[0.0]])):
+            scratch_registry.expect_close(fn(v), double(v), f"x={v.tolist()}")
+        return 2
+
+    with pytest.raises(CheckFailed, match="this looks like a known mistake: adds 2 instead of doubling"):
+        check("99.double", lambda x: x + 2)
+    with pytest.raises(CheckFailed) as err:
+        check("99.double", lambda x: 3 * x)
+    assert "known mistake" not in str(err.value)
+    with pytest.raises(CheckFailed) as err:  # wrong in another way: not named after a mutant
+        check("99.double", lambda x: x - 1)
+    assert "known mistake" not in str(err.value)
+
+
+def test_expect_equal_on_tensors_shows_where_they_differ():
+    from mmcourse.grading.core import Mismatch, expect_equal
+
+    with pytest.raises(Mismatch) as err:
+        expect_equal(torch.tensor([[1, 2], [3, 5]]), torch.tensor([[1, 2], [3, 4]]), "mask")
+    report = err.value.report()
+    assert "1 of 4 values differ, the first at index (1, 1)" in report
+    assert "expected: 4" in report and "got:      5" in report

@@ -86,3 +86,26 @@ def test_to_device_walks_nested_batches():
     batch = {"a": torch.zeros(2), "b": [torch.ones(1), (torch.ones(1), "text")], "n": 3}
     out = to_device(batch, torch.device("cpu"))
     assert out["n"] == 3 and out["b"][1][1] == "text" and torch.equal(out["b"][0], torch.ones(1))
+
+
+def test_weight_decay_spares_gains_biases_and_the_logit_scale():
+    from mmcourse.models.clip import CLIP, CLIPConfig
+    from mmcourse.train import param_groups
+
+    model = CLIP(CLIPConfig.tiny(vocab_size=30, eot_id=2, context_length=8))
+    decay, rest = param_groups(model, 0.05)
+    assert decay["weight_decay"] == 0.05 and rest["weight_decay"] == 0.0
+    names = {id(p): n for n, p in model.named_parameters()}
+    spared = {names[id(p)] for p in rest["params"]}
+    decayed = {names[id(p)] for p in decay["params"]}
+    assert "logit_scale" in spared and "visual.class_embedding" in spared
+    assert any(n.endswith("ln_final.weight") for n in spared) and any(n.endswith(".bias") for n in spared)
+    assert "text.text_projection" in decayed and "text.token_embedding.weight" in decayed
+    assert all(".bias" not in n and "ln" not in n.split(".")[-2] for n in decayed)
+    assert len(spared) + len(decayed) == len(names)
+    # fit uses these groups: a weight decay step leaves the logit scale where the gradient alone puts it
+    scale = torch.nn.Parameter(torch.tensor(4.0))
+    holder = torch.nn.Module()
+    holder.scale = scale
+    fit(holder, lambda m, b: 0 * m.scale, lambda s: None, 3, lr=0.1, weight_decay=1.0, progress=False)
+    assert scale.item() == 4.0

@@ -3,6 +3,7 @@
 In `solutions/NN_topic.py` each answer sits between `# BEGIN SOLUTION` and `# END SOLUTION` (inside a function or
 method). The generator replaces each such block by a stub that raises NotImplementedError pointing at the exercise,
 keeping the signature, the docstring and everything else, and writes `exercises/NN_topic.py` + `.ipynb`.
+A quiz answer is one line, `name = answer  # SOLUTION`, which becomes `name = ...  # your answer`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from pathlib import Path
 
 from .notebooks import ROOT, notebook_from_py, read_py, strip_outputs, write_atomic, write_notebook
 
-BEGIN, END = "# BEGIN SOLUTION", "# END SOLUTION"
+BEGIN, END, LINE = "# BEGIN SOLUTION", "# END SOLUTION", "# SOLUTION"
+_ANSWER = re.compile(r"^(\s*\w+\s*=\s*).+?\s*# SOLUTION\s*$")
 _DEF = re.compile(r"^(\s*)(?:async\s+)?(def|class)\s+(\w+)")
 
 
@@ -37,6 +39,11 @@ def stub_solutions(text: str, source: str = "<solution>") -> str:
             if open_at is None:
                 raise MarkerError(f"{source}:{n}: {END} without a {BEGIN} before it")
             open_at = None
+        elif open_at is None and stripped.endswith(LINE):
+            m = _ANSWER.match(line.rstrip("\n"))
+            if m is None:
+                raise MarkerError(f"{source}:{n}: a '{LINE}' line must read `name = answer  {LINE}`")
+            out.append(f"{m.group(1)}...  # your answer\n")
         elif open_at is None:
             out.append(line)
     if open_at is not None:
@@ -55,7 +62,7 @@ def _enclosing_name(lines: list[str], indent: str) -> str:
 def generate(solution: Path, out_dir: Path) -> tuple[Path, Path]:
     """Write the exercise twin (.py and output-free .ipynb) of one solution file into `out_dir`."""
     text = solution.read_text(encoding="utf-8")
-    if BEGIN not in text:
+    if BEGIN not in text and LINE not in text:
         raise MarkerError(f"{solution}: no {BEGIN} marker: a solutions file must contain at least one exercise")
     py = out_dir / solution.name
     write_atomic(py, stub_solutions(text, str(solution)))

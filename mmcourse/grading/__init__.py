@@ -19,6 +19,7 @@ from mmcourse.grading.core import (
     fail,
     grade,
     register,
+    register_quiz,
     registered,
 )
 
@@ -26,6 +27,7 @@ __all__ = [
     "check",
     "exercises",
     "register",
+    "register_quiz",
     "Exercise",
     "CheckFailed",
     "NotImplementedYet",
@@ -42,7 +44,8 @@ def exercises() -> dict[str, Exercise]:
 
 
 def check(name: str, obj: Any) -> None:
-    """Grade `obj` (your function or class) for exercise `name`; print a one-line verdict or raise CheckFailed."""
+    """Grade `obj` (your function or class, or your answer to a quiz) for exercise `name`; print a one-line verdict
+    or raise CheckFailed."""
     known = exercises()
     if name not in known:
         raise KeyError(f"unknown exercise {name!r}; known exercises: {', '.join(known)}")

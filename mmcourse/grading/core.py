@@ -6,11 +6,17 @@ and compares with the reference in `mmcourse`, using `expect_close` / `expect_eq
 hint) raised as `CheckFailed`, which IPython shows as that message alone instead of a traceback.
 
 Every exercise also lists at least two plausible wrong implementations (`mutants`): the test-suite proves that the
-check rejects each of them, so no check can pass vacuously.
+check rejects each of them, so no check can pass vacuously. A mutant's docstring names its mistake: when a learner's
+function fails and gives the same outputs as a mutant on every input the check tried, the feedback names that
+mistake ("this looks like the loss of one direction only").
+
+A *quiz* (`register_quiz`) is a graded question: the learner assigns an answer (a choice letter or a number) and
+`check` says whether it is right, explaining the answer once it is given (and why a known wrong answer is wrong).
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +32,7 @@ __all__ = [
     "NotImplementedYet",
     "Mismatch",
     "register",
+    "register_quiz",
     "registered",
     "grade",
     "devices",
@@ -71,8 +78,9 @@ class Exercise:
     test: Callable[[Any], int | None]
     reference: Any
     mutants: list = field(default_factory=list)
-    kind: str = "function"  # "function" or "class"
+    kind: str = "function"  # "function", "class" or "quiz"
     summary: str = ""
+    explanation: str = ""  # a quiz's answer, explained once given
 
 
 _REGISTRY: dict[str, Exercise] = {}
@@ -80,8 +88,8 @@ _REGISTRY: dict[str, Exercise] = {}
 
 def register(name: str, reference: Any, mutants: list, kind: str = "function", summary: str = ""):
     """Decorator registering `test(obj)` as the check for exercise `name` (e.g. "01.patchify")."""
-    if kind not in ("function", "class"):
-        raise ValueError(f"register({name!r}): kind must be 'function' or 'class', got {kind!r}")
+    if kind not in ("function", "class", "quiz"):
+        raise ValueError(f"register({name!r}): kind must be 'function', 'class' or 'quiz', got {kind!r}")
 
     def deco(test):
         if name in _REGISTRY:
@@ -90,6 +98,35 @@ def register(name: str, reference: Any, mutants: list, kind: str = "function", s
         return test
 
     return deco
+
+
+def register_quiz(name: str, question: str, answer: str | float, explanation: str, *,
+                  choices: dict[str, str] | None = None, wrong: dict | None = None, tolerance: float = 0.0) -> None:
+    """Register a graded question. With `choices` ({"a": "text", ...}) the answer is a letter; without, a number
+    right within `tolerance` (absolute). `explanation` is shown once the answer is right; `wrong` maps known
+    wrong answers to why they are wrong. The mutants are every other choice, or the keys of `wrong`."""
+    if choices is not None and answer not in choices:
+        raise ValueError(f"quiz {name!r}: the answer {answer!r} is not one of the choices {sorted(choices)}")
+    wrong = dict(wrong or {})
+    mutants = [c for c in choices if c != answer] if choices else list(wrong)
+
+    def test(given):
+        if choices is not None:
+            letter = given.strip().lower().strip("()") if isinstance(given, str) else given
+            if letter not in choices:
+                fail(f"{question}\n  answer with one letter of {', '.join(sorted(choices))}", None, None)
+            if letter != answer:
+                fail(f"({letter}) is not right. {wrong.get(letter, 'Read the question again.')}")
+            return 1
+        if isinstance(given, bool) or not isinstance(given, (int, float)):
+            fail(f"{question}\n  answer with a number", None, None)
+        if abs(given - answer) > tolerance:
+            why = next((why for w, why in wrong.items() if abs(given - w) <= tolerance), "")
+            fail(f"{given:g} is not right. {why}".rstrip())
+        return 1
+
+    register(name, answer, mutants, kind="quiz", summary=question)(test)
+    _REGISTRY[name].explanation = explanation
 
 
 def registered() -> dict[str, Exercise]:
@@ -110,8 +147,12 @@ def expect_equal(got: Any, expected: Any, what: str, hint: str = "") -> None:
     """Exact equality (tensors: same shape and values)."""
     if isinstance(expected, torch.Tensor):
         _expect_tensor_like(got, expected, what, hint, check_dtype=False)
-        if not torch.equal(got.detach().cpu(), expected.detach().cpu().to(got.dtype)):
-            fail(f"{what}: wrong values", expected, got, hint)
+        g, e = got.detach().cpu(), expected.detach().cpu().to(got.dtype)
+        if not torch.equal(g, e):
+            where = torch.nonzero(g != e)
+            first = tuple(int(i) for i in where[0])
+            fail(f"{what}: {len(where)} of {g.numel()} values differ, the first at index {first}",
+                 _item(e[first]), _item(g[first]), hint)
     elif got != expected:
         fail(f"{what}: wrong value", expected, got, hint)
 
@@ -124,12 +165,8 @@ def expect_close(got: Any, expected: Any, what: str, hint: str = "", atol: float
         if not torch.allclose(g, e, atol=atol, rtol=rtol, equal_nan=False):
             err = (g - e).abs()
             where = tuple(int(i) for i in torch.nonzero(err == err.max())[0])
-            fail(
-                f"{what}: values differ (max abs error {err.max().item():.3g} at index {where})",
-                e.flatten()[:6].tolist(),
-                g.flatten()[:6].tolist(),
-                hint,
-            )
+            fail(f"{what}: values differ (max abs error {err.max().item():.3g} at index {where})",
+                 _item(e[where]), _item(g[where]), hint)
         return
     try:
         g = float(got.item() if isinstance(got, torch.Tensor) else got)
@@ -150,6 +187,10 @@ def _expect_tensor_like(got, expected: torch.Tensor, what: str, hint: str, check
         fail(f"{what}: result is on the wrong device", expected.device, got.device, "create new tensors on x.device")
 
 
+def _item(x: torch.Tensor) -> Any:
+    return x.item() if x.numel() == 1 else x.tolist()
+
+
 def _show(x: Any) -> str:
     if isinstance(x, float):
         return f"{x:.6g}"
@@ -163,18 +204,86 @@ def _show(x: Any) -> str:
 def grade(ex: Exercise, obj: Any) -> None:
     """Run exercise `ex`'s test on `obj`; print a one-line verdict or raise CheckFailed."""
     name = ex.name
+    if ex.kind == "quiz":
+        return _grade_quiz(ex, obj)
     if ex.kind == "class" and not inspect.isclass(obj):
         raise CheckFailed(f"✗ {name}: expected a class, got {describe(obj)}")
     if ex.kind == "function" and (inspect.isclass(obj) or not callable(obj)):
         raise CheckFailed(f"✗ {name}: expected a function, got {describe(obj)}")
+    calls: list = []
     try:
-        n = ex.test(obj)
+        n = ex.test(_recording(obj, calls) if ex.kind == "function" else obj)
     except NotImplementedError:
         raise NotImplementedYet(
             f"… {name}: not implemented yet — replace the `raise NotImplementedError` in the cell above with your code"
         ) from None
     except Mismatch as m:
-        raise CheckFailed(f"✗ {name}: {m.report()}") from None
+        raise CheckFailed(f"✗ {name}: {m.report()}{_known_mistake(ex, calls)}") from None
     except Exception as e:  # the learner's code crashed: show the error, not a traceback wall
         raise CheckFailed(f"✗ {name}: your code raised {type(e).__name__}: {e}") from None
     print(f"✓ {name}: all {n or 'the'} tests passed")
+
+
+def _grade_quiz(ex: Exercise, answer: Any) -> None:
+    if answer is None or answer is Ellipsis:
+        raise NotImplementedYet(f"… {ex.name}: not answered yet — replace the `...` in the cell above with your answer")
+    try:
+        ex.test(answer)
+    except Mismatch as m:
+        raise CheckFailed(f"✗ {ex.name}: {m.report()}") from None
+    print(f"✓ {ex.name}: right. {ex.explanation}")
+
+
+def _recording(fn: Callable, calls: list) -> Callable:
+    """`fn`, keeping a copy of the inputs and the output of every call (to compare with the known mistakes)."""
+
+    @functools.wraps(fn)
+    def spy(*args, **kwargs):
+        inputs = _copy((args, kwargs))
+        out = fn(*args, **kwargs)
+        calls.append((inputs, _copy(out)))
+        return out
+
+    return spy
+
+
+def _copy(x: Any) -> Any:
+    if isinstance(x, torch.Tensor):
+        return x.detach().clone()
+    if isinstance(x, (list, tuple)):
+        return type(x)(_copy(v) for v in x) if not hasattr(x, "_fields") else type(x)(*(_copy(v) for v in x))
+    if isinstance(x, dict):
+        return {k: _copy(v) for k, v in x.items()}
+    return x
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)) or a.shape != b.shape:
+            return False
+        a, b = a.detach().cpu().double(), b.detach().cpu().double()
+        return bool(torch.allclose(a, b, atol=1e-5, rtol=1e-4, equal_nan=True))
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return abs(a - b) <= 1e-5 + 1e-4 * abs(b)
+    return a == b
+
+
+def _known_mistake(ex: Exercise, calls: list) -> str:
+    """'  this looks like: <mistake>' when a documented mutant gives the learner's outputs on every recorded call."""
+    if not calls:
+        return ""
+    for mutant in ex.mutants:
+        doc = inspect.getdoc(mutant)
+        if not doc:
+            continue
+        try:
+            same = all(_same(mutant(*_copy(args), **_copy(kwargs)), out) for (args, kwargs), out in calls)
+        except Exception:  # the mistake crashes where the learner's code did not: not this one
+            continue
+        if same:
+            return f"\n  this looks like a known mistake: {doc.splitlines()[0]}"
+    return ""
