@@ -180,3 +180,15 @@ def test_a_quiz_answer_line_becomes_an_ellipsis():
     assert out == "# %%\nanswer_floor = ...  # your answer\n"
     with pytest.raises(MarkerError, match="must read `name = answer"):
         stub_solutions('print("b")  # SOLUTION\n')
+
+
+def test_a_fix_exercise_shows_the_buggy_code():
+    from mmcourse.dev.exercises import FIX_NOTE, MarkerError, stub_solutions
+
+    text = ("def f(x):\n    # BEGIN SOLUTION\n    return x + 1\n    # BUGGY\n    # y = x\n\n    # return y - 1\n"
+            "    # END SOLUTION\n")
+    assert stub_solutions(text) == f"def f(x):\n    {FIX_NOTE}\n    y = x\n\n    return y - 1\n"
+    with pytest.raises(MarkerError, match="must be commented out"):
+        stub_solutions(text.replace("    # y = x", "    y = x"))
+    with pytest.raises(MarkerError, match="holds no code"):
+        stub_solutions("def f(x):\n    # BEGIN SOLUTION\n    return x\n    # BUGGY\n    # END SOLUTION\n")

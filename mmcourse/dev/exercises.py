@@ -4,6 +4,8 @@ In `solutions/NN_topic.py` each answer sits between `# BEGIN SOLUTION` and `# EN
 method). The generator replaces each such block by a stub that raises NotImplementedError pointing at the exercise,
 keeping the signature, the docstring and everything else, and writes `exercises/NN_topic.py` + `.ipynb`.
 A quiz answer is one line, `name = answer  # SOLUTION`, which becomes `name = ...  # your answer`.
+A *fix* exercise ends its answer block with a `# BUGGY` line followed by the buggy code, commented out: the
+exercise gets that code (uncommented, under the line `FIX_NOTE`) instead of a stub, for the learner to repair.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from pathlib import Path
 
 from .notebooks import ROOT, notebook_from_py, read_py, strip_outputs, write_atomic, write_notebook
 
-BEGIN, END, LINE = "# BEGIN SOLUTION", "# END SOLUTION", "# SOLUTION"
+BEGIN, END, LINE, BUGGY = "# BEGIN SOLUTION", "# END SOLUTION", "# SOLUTION", "# BUGGY"
+FIX_NOTE = "# this code has a bug: find it and fix it"
 _ANSWER = re.compile(r"^(\s*\w+\s*=\s*).+?\s*# SOLUTION\s*$")
 _DEF = re.compile(r"^(\s*)(?:async\s+)?(def|class)\s+(\w+)")
 
@@ -26,19 +29,32 @@ def stub_solutions(text: str, source: str = "<solution>") -> str:
     """`text` with every marked answer replaced by `raise NotImplementedError(...)` at the marker's indentation."""
     out: list[str] = []
     open_at: int | None = None
+    buggy: list[str] | None = None  # inside a fix block, after its BUGGY line: the code the exercise shows
     for n, line in enumerate(text.splitlines(keepends=True), start=1):
         stripped = line.strip()
         if stripped == BEGIN:
             if open_at is not None:
                 raise MarkerError(f"{source}:{n}: {BEGIN} inside the block opened at line {open_at}")
-            open_at = n
+            open_at, buggy = n, None
             indent = line[: len(line) - len(line.lstrip())]
-            where = _enclosing_name(out, indent)
-            out.append(f'{indent}raise NotImplementedError("exercise: write the body of {where}")\n')
         elif stripped == END:
             if open_at is None:
                 raise MarkerError(f"{source}:{n}: {END} without a {BEGIN} before it")
+            if buggy is None:
+                where = _enclosing_name(out, indent)
+                out.append(f'{indent}raise NotImplementedError("exercise: write the body of {where}")\n')
+            elif not buggy:
+                raise MarkerError(f"{source}:{n}: the {BUGGY} block that ends here holds no code")
+            else:
+                out += [f"{indent}{FIX_NOTE}\n", *buggy]
             open_at = None
+        elif open_at is not None and stripped == BUGGY:
+            buggy = []
+        elif buggy is not None:
+            if stripped and not line.startswith(indent + "#"):
+                raise MarkerError(f"{source}:{n}: after {BUGGY}, the buggy code must be commented out")
+            body = line[len(indent) + 1:]
+            buggy.append(indent + (body[1:] if body.startswith(" ") else body) if stripped else "\n")
         elif open_at is None and stripped.endswith(LINE):
             m = _ANSWER.match(line.rstrip("\n"))
             if m is None:
