@@ -1,8 +1,9 @@
 # %% [markdown]
 # # 00 · Exercises: the multimodal landscape
 #
-# Three small tools every later chapter relies on. Write the body of each function, run its cell, then run the
-# `check` cell below it: it prints ✓ when your answer is right, or what was expected, what came out and a hint.
+# Three small tools every later chapter relies on, and one question to check yourself. Write the body of each
+# function (or your answer), run its cell, then run the `check` cell below it: it prints ✓ when your answer is right,
+# or what was expected, what came out and a hint.
 #
 # (`solutions/` holds the worked answers; `exercises/` is generated from it with the answers removed.)
 
@@ -72,3 +73,16 @@ def hz_to_mel(f):
 
 # %%
 check("00.hz_to_mel", hz_to_mel)
+
+
+# %% [markdown]
+# ## 4. Check yourself: decibels
+#
+# Robustness experiments sweep the SNR from clean speech down to below 0 dB. At an SNR of −5 dB, how many times
+# the power of the signal does the noise have? Answer with a number (two decimals are enough).
+
+# %%
+noise_power_ratio = ...  # your answer
+
+# %%
+check("00.quiz_snr", noise_power_ratio)

@@ -36,6 +36,7 @@ import ipywidgets
 import matplotlib
 import matplotlib.pyplot as plt
 import torch
+from IPython.display import display
 
 import mmcourse
 from mmcourse.data import (
@@ -171,7 +172,8 @@ print("decoded:", tok.decode_batch(ids))
 
 # %%
 speech = speak(random_sentences(2, seed=4, min_words=3, max_words=3), seed=4)
-print("vocabulary:", " ".join(SPEECH_WORDS))
+print(f"sample rate: {speech.sample_rate} Hz")
+print(f"vocabulary ({len(SPEECH_WORDS)} words):", " ".join(SPEECH_WORDS))
 print("sentence 0:", speech.transcripts()[0])
 wave = speech.wave[0, : speech.lengths[0]]
 play_audio(wave)
@@ -199,7 +201,7 @@ play_audio(torch.cat([sounds[0], torch.zeros(800), sounds[1], torch.zeros(800), 
 # %% [markdown]
 # ### Video
 # Clips of a shape moving left, right, up or down, slowly or quickly, bouncing off the walls, each with a caption
-# (chapter 08 learns to describe them).
+# (chapter 08 learns to describe them). The strip shows one clip frame by frame; the player below runs another.
 
 # %%
 clips = moving_shapes(2, seed=3, frames=12)
@@ -213,21 +215,41 @@ show_video(clips.video[1], fps=6, caption=clips.captions[1])
 # and whose shape depends on the word — the visual half of audio-visual speech recognition (chapter 07).
 
 # %%
-mouth, frames = talking_mouth(speech)
-opening = 1 - mouth[0, : frames[0], 0].mean((1, 2))  # the open mouth is dark: darkness per frame
+fps = 50
+mouth, frames = talking_mouth(speech, fps=fps)
+n = int(frames[0])
+print(f"mouth video of sentence 0: {n} frames of {mouth.shape[-2]} × {mouth.shape[-1]} pixels at {fps} frames per "
+      f"second ({n / fps:.2f} s)")
+opening = 1 - mouth[0, :n, 0].mean((1, 2))  # the open mouth is dark: darkness per frame
+hop = speech.sample_rate // fps  # audio samples per video frame
 envelope = speech.envelope[0]
-envelope = torch.nn.functional.pad(envelope, (0, -len(envelope) % 160)).view(-1, 160).mean(1)[: frames[0]]  # per 20 ms
-fig, ax = plt.subplots(figsize=(8, 2.4))
-t = torch.arange(len(opening)) / 50
+envelope = torch.nn.functional.pad(envelope, (0, -len(envelope) % hop)).view(-1, hop).mean(1)[:n]  # per frame
+fig, ax = plt.subplots(figsize=(8, 2.6))
+t = torch.arange(n) / fps
 for series, label in [(envelope, "speech loudness"), (opening, "mouth opening (frame darkness)")]:
     ax.plot(t, (series - series.min()) / (series.max() - series.min()), label=label)
 ax.set_xlabel("time (s)")
 ax.set_ylabel("scaled to [0, 1]")
-ax.legend(fontsize=8, loc="lower right")
+ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)  # above the curves
 fig.tight_layout()
 plt.show()
-print(f"correlation: {torch.corrcoef(torch.stack([opening, envelope]))[0, 1]:.2f}")
-video_strip(mouth[0, 20:80:5], "every 5th mouth frame from 0.4 s", size=0.9)
+print(f"correlation of loudness and opening, frame by frame: {torch.corrcoef(torch.stack([opening, envelope]))[0, 1]:.2f}")
+
+# %% [markdown]
+# The same mouth as pictures, every 5th frame, each labelled with its time and the word being said then
+# ("–" between words). Below the strip, the width of the open mouth (dark pixels across its widest row) while each
+# word is said: the shape of the mouth, not only its opening, tells the words apart.
+
+# %%
+shown = range(0, n, 5)
+words = speech.timings(0)
+said = [next((w for w, a, b in words if a <= (i + 0.5) / fps < b), "–") for i in shown]
+display(video_strip(mouth[0, :n], "sentence 0: " + speech.transcripts()[0], every=5, size=0.9,
+                    labels=[f"{i / fps:.1f} s\n{w}" for i, w in zip(shown, said)]))
+width = (mouth[0, :n, 0] < 0.3).sum(-1).amax(-1).float()  # dark pixels in the widest row, per frame
+for w, a, b in words:
+    inside = (t + 0.5 / fps >= a) & (t + 0.5 / fps < b) & (opening > 0.5 * opening.max())  # the mouth well open
+    print(f"mouth width while saying {w!r:8}: {width[inside].mean():.1f} pixels")
 
 # %% [markdown]
 # ## 4. The four core challenges
@@ -298,5 +320,5 @@ print(f"CLIP's 400M pairs × 32 epochs at that rate: {400e6 * 32 / per_second / 
 #    chapter 07 measures word error rates with audio drowned in babble.
 # 4. *Early, late or intermediate fusion?* — chapter 09 compares them on one task, with each modality removed.
 #
-# **Exercises**: `exercises/00_landscape.ipynb` — noise at an exact SNR, padding a batch of token ids, and the mel
-# scale. **Next**: chapter 01 builds attention and the Vision Transformer.
+# **Exercises**: `exercises/00_landscape.ipynb` — noise at an exact SNR, padding a batch of token ids, the mel
+# scale, and a graded question on decibels. **Next**: chapter 01 builds attention and the Vision Transformer.

@@ -109,6 +109,10 @@ def test_plot_matrices_draws_each_panel_on_its_scale():
     assert [im.get_clim() for im in images] == [(0, 1), (-2.0, 2.0), pytest.approx((7 * probs.min().item(),
                                                                                   7 * probs.max().item()))]
     assert torch.equal(torch.as_tensor(images[1].get_array().data), signed)
+    fig = plot_matrices([(torch.rand(12, 12), "twelve items", "auto")])
+    fig.canvas.draw()
+    ticks = list(fig.axes[0].get_xticks()) + list(fig.axes[0].get_yticks())
+    assert ticks and all(float(t).is_integer() for t in ticks)  # item axes: no tick at 2.5
     with pytest.raises(ValueError, match="scale must be one of prob, signed, auto, got 'log'"):
         plot_matrices([(probs, "p", "log")])
     with pytest.raises(ValueError, match=r"must be a matrix \(R, C\), got shape \(3,\)"):

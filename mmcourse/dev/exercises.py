@@ -47,7 +47,7 @@ def stub_solutions(text: str, source: str = "<solution>") -> str:
                 raise MarkerError(f"{source}:{n}: the {BUGGY} block that ends here holds no code")
             else:
                 out += [f"{indent}{FIX_NOTE}\n", *buggy]
-            open_at = None
+            open_at, buggy = None, None
         elif open_at is not None and stripped == BUGGY:
             buggy = []
         elif buggy is not None:

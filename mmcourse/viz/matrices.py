@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import matplotlib.pyplot as plt
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from torch import Tensor
 
 __all__ = ["plot_matrices"]
@@ -39,6 +40,8 @@ def plot_matrices(panels: Sequence[tuple[Tensor, str, str]], xlabel: str = "capt
         vmin, vmax = {"unit": (0, 1), "symmetric": (-lim, lim), "data": (None, None)}[kind]
         image = ax.imshow(m.numpy(), cmap=cmap, vmin=vmin, vmax=vmax)
         ax.set_title(title, fontsize=10)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # rows and columns are items: integer ticks
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         fig.colorbar(image, ax=ax, fraction=0.046)

@@ -91,14 +91,23 @@ def play_audio(wave: Tensor, sample_rate: int = 8000):
     return Audio(wave.detach().cpu().numpy() / peak, rate=sample_rate, normalize=False)
 
 
-def video_strip(video: Tensor, caption: str | None = None, every: int = 1, size: float = 1.2) -> Figure:
-    """Frames of a video (T, C, H, W) side by side (every `every`-th frame), with an optional caption."""
+def video_strip(video: Tensor, caption: str | None = None, every: int = 1, size: float = 1.2,
+                labels: list[str] | None = None) -> Figure:
+    """Frames of a video (T, C, H, W) side by side (every `every`-th frame), with an optional caption.
+
+    Each frame is titled with its index in `video` ("frame 10"), or with `labels` (one per frame shown), e.g. the
+    frame's time in seconds when the video has a frame rate."""
     check_tensor(video, "video", ndim=4)
     frames = video[::every]
-    fig, axes = plt.subplots(1, len(frames), figsize=(size * len(frames), size + 0.4), squeeze=False)
+    if labels is None:
+        labels = [f"frame {t * every}" for t in range(len(frames))]
+    elif len(labels) != len(frames):
+        raise ValueError(f"labels: expected one per frame shown ({len(frames)}), got {len(labels)}")
+    lines = max(label.count("\n") + 1 for label in labels)
+    fig, axes = plt.subplots(1, len(frames), figsize=(size * len(frames), size + 0.25 + 0.15 * lines), squeeze=False)
     for t, ax in enumerate(axes[0]):
         ax.imshow(to_hwc(frames[t]), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-        ax.set_title(f"t={t * every}", fontsize=7)
+        ax.set_title(labels[t], fontsize=7)
         ax.axis("off")
     if caption:
         fig.suptitle(caption, fontsize=9)

@@ -1,4 +1,4 @@
-"""Chapter 00 exercises: noise at a target SNR, padding a batch of token ids, the mel scale."""
+"""Chapter 00 exercises: noise at a target SNR, padding a batch of token ids, the mel scale; a question on decibels."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from mmcourse.data import EOT_ID, PAD_ID, SOT_ID
 from mmcourse.data import add_noise as _add_noise
 from mmcourse.data import pad_batch as _pad_batch
 from mmcourse.data.audio import hz_to_mel as _hz_to_mel
-from mmcourse.grading.core import expect_close, expect_equal, fail, register
+from mmcourse.grading.core import expect_close, expect_equal, fail, register, register_quiz
 
 
 # ---------------------------------------------------------------- 00.add_noise
@@ -19,21 +19,25 @@ def add_noise(signal, noise, snr_db):
     return _add_noise(signal, noise, snr_db)
 
 
-def _noise_amplitude_ratio(signal, noise, snr_db):  # uses 20·log10 where power needs 10·log10
+def _noise_amplitude_ratio(signal, noise, snr_db):
+    """10^(SNR/20) applied to a power ratio: dB of power are 10·log10, so powers need 10^(SNR/10)"""
     p_s, p_n = signal.pow(2).mean(-1, keepdim=True), noise.pow(2).mean(-1, keepdim=True)
     return signal + noise * torch.sqrt(p_s / (p_n * 10 ** (snr_db / 20)))
 
 
-def _noise_ignores_signal_power(signal, noise, snr_db):  # assumes a unit-power signal
+def _noise_ignores_signal_power(signal, noise, snr_db):
+    """the noise scaled as if the signal had power 1: measure the signal's power too"""
     p_n = noise.pow(2).mean(-1, keepdim=True)
     return signal + noise * torch.sqrt(1 / (p_n * 10 ** (snr_db / 10)))
 
 
-def _noise_whole_batch_power(signal, noise, snr_db):  # one power for the whole batch, not per row
+def _noise_whole_batch_power(signal, noise, snr_db):
+    """one power for the whole batch: each row (the last dimension) needs its own"""
     return signal + noise * torch.sqrt(signal.pow(2).mean() / (noise.pow(2).mean() * 10 ** (snr_db / 10)))
 
 
-def _noise_std_not_rms(signal, noise, snr_db):  # std removes the mean: wrong for signals with a DC offset
+def _noise_std_not_rms(signal, noise, snr_db):
+    """the standard deviation instead of the root mean square: std removes the mean (wrong with a DC offset)"""
     ratio = signal.std(-1, keepdim=True) / noise.std(-1, keepdim=True)
     return signal + noise * ratio * 10 ** (-snr_db / 20)
 
@@ -74,6 +78,7 @@ def pad_batch(rows, context_length):
 
 
 def _pad_truncate_drops_eot(rows, context_length):
+    """a long row cut to context_length loses its <eot>: keep the first L-1 tokens, then <eot>"""
     ids = torch.full((len(rows), context_length), PAD_ID, dtype=torch.long)
     for i, row in enumerate(rows):
         row = row[:context_length]
@@ -82,6 +87,7 @@ def _pad_truncate_drops_eot(rows, context_length):
 
 
 def _pad_on_the_left(rows, context_length):
+    """padding at the start of the row: the course pads at the end, after <eot>"""
     ids = torch.full((len(rows), context_length), PAD_ID, dtype=torch.long)
     for i, row in enumerate(rows):
         row = row[:context_length - 1] + [EOT_ID] if len(row) > context_length else row
@@ -90,10 +96,12 @@ def _pad_on_the_left(rows, context_length):
 
 
 def _pad_as_float(rows, context_length):
+    """float ids: an embedding needs integer (torch.long) ids"""
     return _pad_batch(rows, context_length).float()
 
 
-@register("00.pad_batch", pad_batch, [_pad_truncate_drops_eot, _pad_on_the_left, _pad_as_float])
+# _pad_as_float first: the mistakes are told apart by values, and float ids carry the right values
+@register("00.pad_batch", pad_batch, [_pad_as_float, _pad_truncate_drops_eot, _pad_on_the_left])
 def _test_pad_batch(fn):
     s, e = SOT_ID, EOT_ID
     cases = [
@@ -120,24 +128,44 @@ def hz_to_mel(f):
 
 
 def _mel_natural_log(f):
+    """the natural log with 2595: the HTK formula uses log10 with 2595 (or ln with 1127)"""
     return 2595 * torch.log1p(torch.as_tensor(f) / 700) if isinstance(f, torch.Tensor) else 2595 * math.log1p(f / 700)
 
 
 def _mel_no_one(f):
+    """log10(f / 700) without the 1 +: 0 Hz must be 0 mel"""
     return 2595 * torch.log10(torch.as_tensor(f) / 700) if isinstance(f, torch.Tensor) else 2595 * math.log10(f / 700)
 
 
 def _mel_mixed_constants(f):
+    """1127 with log10: 1127 goes with the natural log, 2595 with log10"""
     return 1127 * torch.log10(1 + torch.as_tensor(f) / 700) if isinstance(f, torch.Tensor) else 1127 * math.log10(
         1 + f / 700)
 
 
 @register("00.hz_to_mel", hz_to_mel, [_mel_natural_log, _mel_no_one, _mel_mixed_constants])
 def _test_hz_to_mel(fn):
-    for f in (0.0, 700.0, 1000.0, 4000.0):
+    for f in (700.0, 1000.0, 4000.0, 0.0):  # 0 Hz last: log10(0) would crash a formula without the 1 +
         expect_close(fn(f), hz_to_mel(f), f"hz_to_mel({f:g})", "m = 2595 · log10(1 + f / 700); 0 Hz is 0 mel",
                      atol=1e-3, rtol=1e-6)
     freqs = torch.linspace(0, 8000, 33)
     expect_close(fn(freqs), hz_to_mel(freqs), "a tensor of 33 frequencies 0…8000 Hz",
                  "work element-wise with torch.log10 so tensors work too", atol=1e-2, rtol=1e-6)
     return 5
+
+
+# ---------------------------------------------------------------- 00.quiz_snr
+register_quiz(
+    "00.quiz_snr",
+    "At an SNR of −5 dB, the noise has how many times the power of the signal?",
+    round(10 ** 0.5, 2),
+    "SNR in dB is 10·log10(P_signal / P_noise), so −5 dB means P_noise / P_signal = 10^(5/10) ≈ 3.16: the noise is "
+    "about three times as strong as the signal. At 0 dB the two have equal power; below 0 dB the noise is the "
+    "stronger, which is where a second modality (the moving mouth) earns its keep.",
+    wrong={
+        1.78: "10^(5/20) is the ratio of amplitudes; decibels of power are 10·log10, so the power ratio is 10^(5/10)",
+        0.32: "that is the signal's power over the noise's; at a negative SNR the noise is the stronger one",
+        5.0: "decibels are logarithmic: −5 dB is a factor of 10^(5/10), not 5",
+    },
+    tolerance=0.02,
+)
