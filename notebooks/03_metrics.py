@@ -131,7 +131,8 @@ print({k: round(v, 3) for k, v in ours.items()})
 assert abs(ours["MRR"] - (1 + 1 / 3 + 1 + 1 / 6) / 4) < 1e-12 and ours["MedR"] == 2.0
 
 fig, ax = plt.subplots(figsize=(6.5, 3))
-ax.imshow(similarity, cmap="Blues", vmin=0, vmax=1)
+image = ax.imshow(similarity, cmap="Blues", vmin=0, vmax=1)
+fig.colorbar(image, ax=ax, label="similarity")
 for q in range(4):
     for i in range(6):
         ax.text(i, q, f"{similarity[q, i]:.2f}", ha="center", va="center", fontsize=8,
@@ -156,7 +157,7 @@ plt.show()
 # averages over every query with its rank in the full ranking. Three simulated models over 1 000 images show the gap:
 
 # %%
-def seed_style_mrr(similarity, target, k=10):
+def guide_style_mrr(similarity, target, k=10):
     """The study guide's computation (in our words): positions of the hits inside the top k, averaged over hits."""
     top = similarity.topk(k, dim=1).indices
     hit_positions = (top == target[:, None]).nonzero()[:, 1] + 1
@@ -171,11 +172,11 @@ models = {"good": noise + 3.5 * torch.eye(n), "mediocre": noise + 2.0 * torch.ey
 lucky = torch.randn(n, n, generator=g) - 10 * torch.eye(n)  # the right image buried at the bottom ...
 lucky[:50, :50] += 20 * torch.eye(50)  # ... except for 5% of the queries, where it is first
 models["5% perfect, 95% last"] = lucky
-print(f"{'model':22s} {'R@1':>6s} {'R@10':>6s} {'MRR':>7s} {'MRR@10':>7s} {'seed MRR':>9s} {'MedR':>6s}")
+print(f"{'model':22s} {'R@1':>6s} {'R@10':>6s} {'MRR':>7s} {'MRR@10':>7s} {'guide MRR':>9s} {'MedR':>6s}")
 for name, sim in models.items():
     print(f"{name:22s} {recall_at_k(sim, target, 1):6.3f} {recall_at_k(sim, target, 10):6.3f} "
           f"{mean_reciprocal_rank(sim, target):7.3f} {mrr_at_k(sim, target, 10):7.3f} "
-          f"{seed_style_mrr(sim, target):9.3f} {median_rank(sim, target):6.0f}")
+          f"{guide_style_mrr(sim, target):9.3f} {median_rank(sim, target):6.0f}")
 
 # %%
 fig, ax = plt.subplots(figsize=(6, 3.2))
@@ -183,12 +184,12 @@ ks = [1, 2, 3, 5, 10, 20, 50, 100, 200, 500, 1000]
 for (name, sim), colour in zip(models.items(), ["C0", "C1", "C3"]):
     ax.plot(ks, [mrr_at_k(sim, target, k) for k in ks], "o-", color=colour, ms=3, label=f"{name}: MRR@k")
     ax.axhline(mean_reciprocal_rank(sim, target), color=colour, ls=":", lw=1)
-    ax.plot(10, seed_style_mrr(sim, target), "x", color=colour, ms=9, mew=2)
+    ax.plot(10, guide_style_mrr(sim, target), "x", color=colour, ms=9, mew=2, zorder=3)
 ax.set_xscale("log")
 ax.set_xlabel("k (cut-off)")
 ax.set_ylabel("score")
 ax.set_title("MRR@k rises to MRR (dotted) as k grows; × = the guide's number at k = 10", fontsize=9)
-ax.legend(fontsize=8)
+ax.legend(fontsize=8, loc="center right")  # the empty band between the curves
 fig.tight_layout()
 plt.show()
 
@@ -199,17 +200,19 @@ plt.show()
 # Report MRR over the full ranking, or say "MRR@10" explicitly.
 #
 # ### Equal to torchmetrics
-# torchmetrics computes retrieval metrics from flat (prediction, target, query index) lists. One catch, documented
-# in its code: an item with a score ≤ 0 is treated as not retrieved, so cosine similarities (which can be negative)
-# must be shifted to be positive first. `RetrievalHitRate` is our Recall@K; `RetrievalMRR` is MRR (with `top_k`,
-# MRR@k).
+# torchmetrics computes retrieval metrics from flat (prediction, target, query index) lists. `RetrievalHitRate` is
+# our Recall@K; `RetrievalMRR` is MRR (with `top_k`, MRR@k). One catch is in the code of `RetrievalMRR` (and of
+# `RetrievalMAP`, `RetrievalPrecision` and `RetrievalRecall`), not of `RetrievalHitRate`: before ranking, it sets
+# `target = torch.where(preds > 0, target, 0)` — a relevant item whose score is ≤ 0 no longer counts as relevant.
+# Cosine similarities can be negative, so shift them to be positive first; the last lines below show what happens
+# without the shift.
 
 # %%
 if HAVE_TORCHMETRICS:
     from torchmetrics import retrieval as tm_retrieval
 
-    def torchmetrics_retrieval(metric, similarity, target):
-        preds = similarity - similarity.min() + 1.0  # the positive shift
+    def torchmetrics_retrieval(metric, similarity, target, shift=True):
+        preds = similarity - similarity.min() + 1.0 if shift else similarity  # the positive shift
         relevant = target[:, None] == torch.arange(similarity.shape[1])[None, :]
         queries = torch.arange(similarity.shape[0])[:, None].expand_as(similarity)
         return metric(preds.flatten(), relevant.flatten(), indexes=queries.flatten()).item()
@@ -224,6 +227,13 @@ if HAVE_TORCHMETRICS:
     for name, (a, b) in pairs.items():
         print(f"{name:7s} ours {a:.6f}  torchmetrics {b:.6f}")
     max_error["retrieval vs torchmetrics"] = max(abs(a - b) for a, b in pairs.values())
+    n_nonpositive = (sim[torch.arange(len(tgt)), tgt] <= 0).sum().item()
+    print(f"\nwithout the shift ({n_nonpositive} of {len(tgt)} right items score <= 0):")
+    print(f"RetrievalMRR          {torchmetrics_retrieval(tm_retrieval.RetrievalMRR(), sim, tgt, shift=False):.6f}"
+          f"  (ours {pairs['MRR'][0]:.6f})")
+    print(f"RetrievalHitRate@10   "
+          f"{torchmetrics_retrieval(tm_retrieval.RetrievalHitRate(top_k=10), sim, tgt, shift=False):.6f}"
+          f"  (ours {pairs['R@10'][0]:.6f})")
 else:
     print("torchmetrics is not installed (pip install torchmetrics): comparison skipped")
 
@@ -266,14 +276,19 @@ def signature(objects):
 
 sig_count = Counter(signature(o) for o in test.objects)
 twins = torch.tensor([sig_count[signature(o)] for o in test.objects], dtype=torch.float)
+ceiling = (1 / twins).mean().item()
+clip_r1, clip_medr = retrieval["text_to_image"]["R@1"], retrieval["text_to_image"]["MedR"]
 print(f"images sharing their exact description with another image: {(twins > 1).float().mean():.0%}")
-print(f"text->image R@1 of a model that picks one of the look-alikes at random: {(1 / twins).mean():.3f}")
+print(f"text->image R@1 of a model that picks one of the look-alikes at random: {ceiling:.3f}")
+print(f"the tiny CLIP's text->image R@1 {clip_r1:.3f} is {clip_r1 / ceiling:.0%} of that ceiling; "
+      f"its median rank is {clip_medr:.0f}")
 
 # %% [markdown]
 # That is a rough ceiling, not an exact one: captions that drop the size words have even more look-alikes, while
-# relation words ("left of") can tell some apart. Against it, the tiny CLIP's R@1 is about half way, and its
-# median rank of a few says that the right image is usually among the handful of look-alikes. On real data the same
-# effect hides in near-duplicate images and generic captions; look at failures before trusting R@1.
+# relation words ("left of") can tell some apart. Against it, the tiny CLIP's text→image R@1 of 0.437 is 80% of the
+# way to the ceiling, and its median rank of 2 says that the right image is usually among the handful of
+# look-alikes. On real data the same effect hides in near-duplicate images and generic captions; look at failures
+# before trusting R@1.
 
 # %% [markdown]
 # ## 2. Caption metrics: BLEU, ROUGE-L, CIDEr-D
@@ -353,10 +368,54 @@ for hyp in ["a red circle left of a red square", "a red circle", "red red red re
 
 # %% [markdown]
 # **What to notice.** The first hypothesis says "red square" — wrong — but only loses the clipped second "red" and
-# a few bigrams. "a red circle" has perfect precision at every order, and the brevity penalty (0.26) is all that
-# stops it from scoring 1. "red red red red red" keeps one "red" after clipping (p₁ = 1/5) and has no matching
-# bigram: BLEU-2…4 are 0. (coco-caption adds 10⁻¹⁵ to every count to avoid log 0, so it prints ~10⁻⁹ instead; for
-# the first two the two columns differ in the 10th digit for the same reason.)
+# a few bigrams. "a red circle" has perfect precision at orders 1 to 3, and the brevity penalty (0.264) is all that
+# stops it from scoring 1 there. "red red red red red" keeps one "red" after clipping (p₁ = 1/5) and has no
+# matching bigram: BLEU-2…4 are 0.
+#
+# One number disagrees: BLEU-4 of "a red circle" is 0 by hand but 0.0083 from `mmcourse.metrics`. The package
+# follows coco-caption, which **smooths** every precision, p_k = (clipped matches + 10⁻¹⁵) / (k-grams + 10⁻⁹), so
+# that a zero never reaches a logarithm. Usually that changes nothing visible: where k-grams exist and none match
+# ("red red red red red", bigrams) p₂ becomes about 2.5 × 10⁻¹⁶ and BLEU-2 about 4.7 × 10⁻⁹. But a 3-word caption
+# has *no* 4-gram at all, so p₄ = (0 + 10⁻¹⁵) / (0 + 10⁻⁹) = 10⁻⁶ — not 0 — and BLEU-4 = 0.264 · (1 · 1 · 1 ·
+# 10⁻⁶)^¼ = 0.0083. The same smoothing, by hand:
+
+# %%
+TINY, SMALL = 1e-15, 1e-9  # coco-caption's additions to every match count and every k-gram count
+
+
+def coco_bleu_by_hand(hypothesis, refs, max_n=4):
+    """bleu_by_hand with coco-caption's smoothing (also applied to the lengths in the brevity penalty)."""
+    hyp, refs = tokenize(hypothesis), [tokenize(r) for r in refs]
+    precisions = []
+    for k in range(1, max_n + 1):
+        counts = ngrams(hyp, k)
+        most_in_one_ref = Counter()
+        for ref in refs:
+            most_in_one_ref |= ngrams(ref, k)
+        clipped = sum(min(c, most_in_one_ref[gram]) for gram, c in counts.items())
+        precisions.append((clipped + TINY) / (sum(counts.values()) + SMALL))
+    r = min((len(ref) for ref in refs), key=lambda length: (abs(length - len(hyp)), length))
+    ratio = (len(hyp) + TINY) / (r + SMALL)
+    brevity_penalty = math.exp(1 - 1 / ratio) if ratio < 1 else 1.0
+    return precisions, [brevity_penalty * math.prod(precisions[:k]) ** (1 / k) for k in range(1, max_n + 1)]
+
+
+def show(values):
+    return "[" + ", ".join(f"{v:.3g}" for v in values) + "]"
+
+
+for hyp in ["a red circle left of a red square", "a red circle", "red red red red red"]:
+    precisions, smoothed = coco_bleu_by_hand(hyp, refs)
+    plain = bleu_by_hand(hyp, refs, verbose=False)
+    print(f"{hyp!r}\n  smoothed p1..4 {show(precisions)}\n  BLEU-1..4 unsmoothed {show(plain)}  smoothed "
+          f"{show(smoothed)}  mmcourse {show(sentence_bleu(hyp, refs))}")
+    print(f"  smoothed vs mmcourse: max |difference| {max(abs(a - b) for a, b in zip(smoothed, sentence_bleu(hyp, refs))):.1g}"
+          f"; smoothing moved the scores by up to {max(abs(a - b) for a, b in zip(smoothed, plain)):.2g}")
+
+# %% [markdown]
+# Where every order has matches (the first hypothesis) the smoothing moves the scores by about 10⁻¹⁰: invisible.
+# It only shows when an order has no k-gram at all, as for captions shorter than four words — and a captioner that
+# emits such captions gets a small BLEU-4 instead of 0. Our exercise's BLEU leaves the smoothing out.
 #
 # On a corpus, BLEU **pools** the counts: clipped matches and k-gram counts are summed over all captions before
 # dividing, and c and r are summed too. That is not the mean of the per-caption BLEUs:
@@ -390,7 +449,8 @@ def lcs_table(a, b):
 hyp, ref = tokenize("a red circle left of a red square"), tokenize(refs[0])
 table = lcs_table(hyp, ref)
 fig, ax = plt.subplots(figsize=(7, 4.2))
-ax.imshow(table[1:, 1:], cmap="Greens")
+image = ax.imshow(table[1:, 1:], cmap="Greens")
+fig.colorbar(image, ax=ax, label="LCS length so far", ticks=range(table.max().item() + 1))
 for i in range(len(hyp)):
     for j in range(len(ref)):
         ax.text(j, i, int(table[i + 1, j + 1]), ha="center", va="center", fontsize=8,
@@ -529,8 +589,10 @@ else:
 # ## 3. VQA accuracy
 #
 # A VQA question has ten human answers, and humans disagree ("2", "two", "2 circles"). The official metric
-# (Antol et al., 2015) gives an answer full credit if at least three humans gave it, and averages so that every
-# annotator is treated alike:
+# (Antol et al., 2015) starts from min(1, #humans who gave the answer / 3) — which alone would give full credit to
+# an answer three humans gave — and averages it over every way of leaving one annotator out, so that every
+# annotator is treated alike. After that averaging, three agreeing humans give 0.9 and full credit needs four (the
+# table below):
 #
 # 1. **normalise** the predicted answer: lower-case, punctuation removed or spaced, number words → digits
 #    ("Two" → "2"), articles dropped ("the circle" → "circle"), contractions fixed;
@@ -564,7 +626,8 @@ assert all(abs(a - b) < 1e-12 for a, b in zip(by_formula, official))
 # leave-one-out average (so 1, 2, 3 agreeing humans give 0.33, 0.67, 1.0 instead of 0.3, 0.6, 0.9: too generous) and
 # the normalisation (so "Two." never matches "2": too harsh). The two errors do not cancel; they move different
 # questions. Over 4 000 questions of the world, each with ten annotator answers in varied surface forms (the number
-# who agree drawn from 0–10), scoring a model that always gives the true answer and one that is right 60% of the time:
+# who agree drawn from 0–10), scoring a model that always gives the true answer and one that is right 60% of the time
+# (when it is wrong, it gives another of the humans' answers, picked at random among them):
 
 # %%
 vqa = VQADataset(2_000, seed=7, questions_per_image=2, min_agreement=0)
@@ -576,10 +639,37 @@ rng = random.Random(1)
 predictions = {"always right": truth,
                "right 60%": [t if rng.random() < 0.6 else rng.choice([a for a in h if a != t] or [t])
                              for t, h in zip(truth, answers)]}
+print(f"{len(vqa.items)} questions")
 print(f"{'model':13s} {'official':>9s} {'min(c/3,1) raw':>15s} {'min(c/3,1) normalised':>22s}")
 for name, pred in predictions.items():
     print(f"{name:13s} {vqa_accuracy(pred, answers):9.3f} {vqa_accuracy_simplified(pred, raw_answers):15.3f} "
           f"{vqa_accuracy_simplified(pred, answers):22.3f}")
+
+# %% [markdown]
+# The model that is right only 60% of the time loses far less than 40% of its score. Two kinds of partial credit
+# explain it. The official metric credits *any* answer by how many humans gave it — min(#matching / 3, 1), averaged
+# over the leave-one-out subsets — whether or not it is the intended one; and every wrong answer of this model is an
+# answer some human gave, so it gets at least 0.3, and more when several humans gave it (at low agreement the
+# humans' other answers are the majority). And the always-right model is not at 1 either: where fewer than four
+# humans agree with the truth, the truth itself only gets 0, 0.3, 0.6 or 0.9. The split (the "60%" model is right a
+# little more often, 64.7%, because where every human gave the truth there is no other answer to pick):
+
+# %%
+def mean(values):
+    return sum(values) / len(values)
+
+
+official = {name: [vqa_score(p, a) for p, a in zip(pred, answers)] for name, pred in predictions.items()}
+is_right = [p == t for p, t in zip(predictions["right 60%"], truth)]
+when_right = [s for s, r in zip(official["right 60%"], is_right) if r]
+when_wrong = [s for s, r in zip(official["right 60%"], is_right) if not r]
+print(f"always right: the truth gets full credit on {mean([s == 1 for s in official['always right']]):.0%} of the "
+      f"questions, partial credit (fewer than four humans agree) on the rest: mean {mean(official['always right']):.3f}")
+print(f"right 60%: right on {mean(is_right):.1%} of the questions, scoring {mean(when_right):.3f} there; "
+      f"wrong on {len(when_wrong)}, scoring {mean(when_wrong):.3f} there "
+      f"({mean([s > 0 for s in when_wrong]):.0%} of its wrong answers get some credit)")
+print(f"{mean(is_right):.3f} x {mean(when_right):.3f} + {1 - mean(is_right):.3f} x {mean(when_wrong):.3f} "
+      f"= {mean(official['right 60%']):.3f}")
 
 # %%
 n_match = torch.tensor([item["n_match"] for item in vqa.items])
@@ -593,7 +683,7 @@ for (name, scores), marker in zip(per_question.items(), ["o-", "s--", "^:"]):
     axes[0].plot(range(11), [scores[n_match == m].mean() for m in range(11)], marker, label=name, ms=4)
 axes[0].set_xlabel("annotators (of 10) whose answer normalises to the truth")
 axes[0].set_ylabel("mean score of the true answer")
-axes[0].legend(fontsize=8)
+axes[0].legend(fontsize=8, loc="lower right")
 difference = per_question["min(c/3,1) on raw answers"] - per_question["official"]
 axes[1].hist(difference, bins=torch.linspace(-1.05, 1.05, 22).tolist(), color="C1")
 axes[1].set_xlabel("min(c/3,1) on raw answers − official, per question")
@@ -640,15 +730,17 @@ for name, scores in clip_s.items():
     ax.hist(scores, bins=torch.linspace(0, 2.5, 41).tolist(), alpha=0.6, label=f"{name} (mean {scores.mean():.2f})")
 ax.set_xlabel("CLIP-S = 2.5 · max(cos, 0)")
 ax.set_ylabel("images")
-ax.legend(fontsize=8)
+ax.legend(fontsize=8, loc="upper center")  # above the low, flat middle of the histograms
 fig.tight_layout()
 plt.show()
+for name, scores in clip_s.items():
+    print(f"{name:22s} mean CLIP-S {scores.mean():.2f}")
 print(f"own caption scores higher than the changed one for {(clip_s['own caption'] > clip_s['one attribute changed']).float().mean():.0%} of images")
 
 # %% [markdown]
-# **What to notice.** The tiny CLIP gives another scene's caption a score near 0 and its own caption a score near
-# the top, and prefers its own caption to one with a colour or shape changed for (nearly) every image. The absolute
-# values are not comparable with published CLIPScores (a different CLIP has a different scale): CLIPScore is good at
+# **What to notice.** The tiny CLIP gives another scene's caption 0.55 on average, a caption with one colour or shape
+# changed 1.44, and the image's own caption 2.41, near the top of the scale; it prefers the own caption to the
+# changed one for 100% of the images. The absolute values are not comparable with published CLIPScores (a different CLIP has a different scale): CLIPScore is good at
 # ranking captions of the same image, and says little when compared across models.
 
 # %% [markdown]
@@ -730,21 +822,25 @@ for kind, texts in kinds.items():
         "scene F1": torch.tensor([scene_f1(t, corpus.objects[i]) for t, i in zip(texts, pairs)]),
     }
 metric_names = list(scores["correct"])
-print(f"{len(pairs)} two-object scenes; how often the correct caption scores strictly higher than the wrong one:")
-print(f"{'':18s}" + "".join(f"{m:>11s}" for m in metric_names))
+print(f"{len(pairs)} two-object scenes; share of scenes where the correct caption scores strictly higher than the "
+      "wrong one (and strictly lower; the rest are ties):")
+print(f"{'':34s}" + "".join(f"{m:>10s}" for m in metric_names))
 for wrong in ("attribute changed", "colours swapped"):
-    wins = [(scores["correct"][m] > scores[wrong][m]).float().mean().item() for m in metric_names]
-    print(f"{wrong:18s}" + "".join(f"{w:11.0%}" for w in wins))
+    higher = [(scores["correct"][m] > scores[wrong][m]).float().mean().item() for m in metric_names]
+    lower = [(scores["correct"][m] < scores[wrong][m]).float().mean().item() for m in metric_names]
+    print(f"{wrong + ': correct higher':34s}" + "".join(f"{w:10.0%}" for w in higher))
+    print(f"{wrong + ': correct lower':34s}" + "".join(f"{w:10.0%}" for w in lower))
 
 # %% [markdown]
 # (The by-hand CIDEr-D of section 2 is used above because it computes the corpus idf once; it equals the package's
 # `sentence_cider_d`, checked there.) Read the rows. A changed attribute is a changed word, and every metric often
-# catches it; CLIP-S and the scene check best. Swapped colours keep every word: BLEU-1, which counts single words,
-# prefers the wrong caption about as often as the right one. The higher-order n-gram metrics catch most swaps, but
-# only because our templates always put a colour right before its shape — the bigram "cyan triangle" *is* the
-# binding here (in "a triangle which is cyan" it would not be). The tiny CLIP is close to a coin flip: it learned
-# which colours and which shapes are in an image far better than which goes with which — the "bag of words"
-# behaviour Yuksekgonul et al. (2023) measured in CLIPs trained at scale. The scene check is right every time, by
+# catches it; CLIP-S and the scene check best (100%). Swapped colours keep every word: BLEU-1, which counts single
+# words, prefers the wrong caption about as often as the right one (43% against 42%). The higher-order n-gram
+# metrics catch most swaps, but only because our templates always put a colour right before its shape — the bigram
+# "cyan triangle" *is* the binding here (in "a triangle which is cyan" it would not be). The tiny CLIP, perfect on a
+# changed attribute, prefers the right caption to the colour-swapped one in only 78% of the scenes, and the wrong
+# one in 22%: it learned which colours and which shapes are in an image better than which goes with which — a
+# milder form of the "bag of words" behaviour Yuksekgonul et al. (2023) measured in CLIPs trained at scale. The scene check is right every time, by
 # construction: it knows the world's grammar. Now single captions of one scene, edited by hand:
 
 # %%
@@ -784,6 +880,9 @@ table = {name: all_scores(text, demo_image, objs, references[demo]) for name, te
 print(f"\n{'edit':26s} {'caption':52s}" + "".join(f"{m:>10s}" for m in metric_names))
 for name, row in table.items():
     print(f"{name:26s} {edits[name]:52s}" + "".join(f"{row[m]:10.3f}" for m in metric_names))
+in_references = {w for r in references[demo] for w in tokenize(r)}
+print("\nwords of the generic caption that occur in a reference, with their idf over the 300 scenes:",
+      {w: round(idf((w,)), 2) for w in tokenize(edits["generic"]) if w in in_references})
 
 # %%
 values = torch.tensor([[row[m] for m in metric_names] for row in table.values()])
@@ -792,7 +891,8 @@ fig, (ax_img, ax) = plt.subplots(1, 2, figsize=(12, 5.5), gridspec_kw={"width_ra
 ax_img.imshow(corpus.images[demo].permute(1, 2, 0))
 ax_img.set_title("the scene", fontsize=9)
 ax_img.set_axis_off()
-ax.imshow(relative.clamp(0, 1.2), cmap="RdYlGn", vmin=0, vmax=1.2, aspect="auto")
+image = ax.imshow(relative.clamp(0, 1.2), cmap="RdYlGn", vmin=0, vmax=1.2, aspect="auto")
+fig.colorbar(image, ax=ax, label="score / the right caption's score (clipped at 1.2)", fraction=0.04)
 for r in range(values.shape[0]):
     for c in range(values.shape[1]):
         ax.text(c, r, f"{values[r, c]:.2f}", ha="center", va="center", fontsize=8)
@@ -812,10 +912,13 @@ plt.show()
 #   barely; only the scene check notices (the objects are right, the relation is wrong).
 # - **Synonyms**: a right caption that every n-gram metric punishes (METEOR's synonym matching was invented for
 #   this); CLIP-S and the scene check forgive it.
-# - **Word salad**: BLEU-1 keeps every word; BLEU-4 and ROUGE-L fall; CLIP-S hardly changes — this CLIP does not
-#   read word order, a second face of the bag-of-words behaviour.
-# - **Repeated words** are clipped by BLEU and CIDEr-D and penalised for length by CIDEr-D; a **generic** caption
-#   scores low everywhere, but BLEU-1 and ROUGE-L still reward "a picture of".
+# - **Word salad**: BLEU-1 keeps every word; BLEU-4 and ROUGE-L fall; CLIP-S hardly changes — this CLIP barely
+#   reads word order, a second face of the bag-of-words behaviour.
+# - **Repeated words** are clipped by BLEU and CIDEr-D and penalised for length by CIDEr-D.
+# - A **generic** caption scores 0 on CIDEr-D and scene F1, yet BLEU-1 and ROUGE-L give it something — not for
+#   "picture", which no reference contains, but for "a" and "of", the frame words of the references' "an image of a
+#   …" and "a photo of a …". Their idf over the corpus is 0.0 and 0.02 (printed under the table), which is why
+#   CIDEr-D gives them nothing.
 #
 # No single column is right on every row. Report several metrics, of different kinds, and read examples.
 #
@@ -908,8 +1011,9 @@ if HAVE_TORCHMETRICS:
     max_error["WER/CER vs torchmetrics"] = max(abs(ours[k] - theirs[k]) for k in ours)
 else:
     print(ours)
-print("mean of per-utterance WERs instead (not the corpus WER):",
-      round(statistics.mean(word_error_rate([h], [r]) for h, r in zip(speech_hyps, speech_refs)), 3))
+per_utterance = [word_error_rate([h], [r]) for h, r in zip(speech_hyps, speech_refs)]
+print("per-utterance WERs:", [round(w, 3) for w in per_utterance])
+print("mean of per-utterance WERs instead (not the corpus WER):", round(statistics.mean(per_utterance), 3))
 
 # %% [markdown]
 # The last utterance has three insertions against a one-word reference: its own WER is 3.0. Pooled, it weighs by its
@@ -945,19 +1049,23 @@ record("03", headline, max(max_error.values()), bar=1e-6, higher_is_better=False
 # - CLIPScore = 2.5 · max(cos, 0) under a trained CLIP: reference-free, as good as its CLIP, good for ranking
 #   captions of one image.
 # - n-gram metrics punish synonyms, miss a flipped relation, and see a colour–shape binding only through adjacent
-#   words; a small CLIP misses binding and word order. A check of what the caption asserts (SPICE's idea, or a VQA
-#   model) catches these — report several metrics of different kinds, and look at examples.
+#   words; a small CLIP is weak at binding and word order. A check of what the caption asserts (SPICE's idea, or a
+#   VQA model) catches these — report several metrics of different kinds, and look at examples.
 #
 # **Interview questions, answered from this notebook.**
 # 1. *How do you evaluate an image–text retrieval model?* — R@1/5/10 in both directions and MedR/MRR from the full
 #    ranking (section 1); know the ceiling (duplicate descriptions) before judging the numbers.
 # 2. *Why CIDEr rather than BLEU for captions?* — it weights informative n-grams by idf over the references and
 #    rewards consensus; CIDEr-D also clips and penalises length; but like BLEU it counts words, not facts (section 5).
-# 3. *How is VQA accuracy computed, and why not exact match?* — section 3: humans disagree; ≥ 3 agreeing annotators
-#    give full credit, averaged over leave-one-out subsets, after normalisation.
+# 3. *How is VQA accuracy computed, and why not exact match?* — section 3: humans disagree. After normalisation, each
+#    subset of nine annotators gives min(1, matches / 3), averaged over the ten leave-one-out subsets: 1, 2, 3
+#    agreeing annotators give 0.3, 0.6, 0.9, and full credit needs 4.
 # 4. *What does CLIPScore measure, and when can it mislead?* — image–caption agreement under one CLIP; it inherits
 #    that CLIP's blind spots (binding, word order) and its scale is model-specific (section 4).
 #
-# **Exercises**: `exercises/03_metrics.ipynb` — corpus BLEU, CIDEr-D, the official VQA score and MRR, each checked
-# against `mmcourse.metrics` (and against the usual mistakes: no brevity penalty, no clipping, idf from the
-# hypotheses, `min(count/3, 1)`, MRR@k). **Next**: chapter 04 trains BLIP, a captioner we can finally score.
+# **Exercises**: `exercises/03_metrics.ipynb` — build corpus BLEU, CIDEr-D, the official VQA score and MRR, each
+# checked against `mmcourse.metrics` (and against the usual mistakes: no brevity penalty, no clipping, idf from the
+# hypotheses, `min(count/3, 1)`, MRR@k, ties in the model's favour); fix a tutorial's ROUGE-L; find two true captions
+# that BLEU-4 and CIDEr-D rank in opposite orders; and three graded questions (VQA with twelve annotators, what
+# MRR@10 says about MRR, torchmetrics and negative scores). **Next**: chapter 04 trains BLIP, a captioner we can
+# finally score.
