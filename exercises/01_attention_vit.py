@@ -1,9 +1,10 @@
 # %% [markdown]
 # # 01 · Exercises: attention and the Vision Transformer
 #
-# Four small pieces of the chapter, each written by you and checked against the course's reference on random and
-# edge-case inputs. Write the body of each function, run its cell, then run the `check` cell below it: it prints
-# ✓ when your answer is right, or what was expected, what came out and a hint.
+# Four pieces of the chapter to **build** (attention, patchify, the causal mask, attention rollout), two snippets to
+# **fix**, one **experiment** (beat the colour shortcut with an augmentation; about 20 s of training on a laptop)
+# and three graded questions. Write the body of each function (or repair it), run its cell, then run the `check`
+# cell below it: it prints ✓ when your answer is right, or what was expected, what came out and a hint.
 #
 # (`solutions/` holds the worked answers; `exercises/` is generated from it with the answers removed.)
 
@@ -91,3 +92,116 @@ def attention_rollout(attentions):
 
 # %%
 check("01.attention_rollout", attention_rollout)
+
+
+# %% [markdown]
+# ## 5. Fix: a block that is not pre-LN
+#
+# A snippet you will meet in tutorials calls this "the pre-LN transformer block" of the chapter. `ln_1`, `ln_2` are
+# LayerNorms, `attn` maps (B, L, D) to (B, L, D) (self-attention), `mlp` is the block's MLP. Compare it with the
+# block of the lecture (section 5), find what is wrong and fix it. The check compares with the course's
+# `ResidualAttentionBlock` carrying the same weights.
+
+
+# %%
+def pre_ln_block(x, ln_1, attn, ln_2, mlp):
+    """One pre-LN transformer block on x (B, L, D): attention sub-layer, then MLP sub-layer, each residual."""
+    # this code has a bug: find it and fix it
+    x = ln_1(x + attn(x))
+    return ln_2(x + mlp(x))
+
+
+# %%
+check("01.pre_ln_block", pre_ln_block)
+
+# %% [markdown]
+# ## 6. Fix: examples that talk to each other
+#
+# Another snippet runs self-attention over a batch x of shape (B, L, D) — B examples of L tokens — with a layer
+# built as `nn.MultiheadAttention(D, heads)`, its defaults unchanged. Nothing crashes, yet it is wrong. Fix the
+# function (the layer `mha` is given as it is: do not rebuild it). The output must be (B, L, D), and changing one
+# example must not change another's output.
+
+
+# %%
+def self_attend(x, mha):
+    """Self-attention over the L tokens of each example of x (B, L, D); returns (B, L, D)."""
+    # this code has a bug: find it and fix it
+    return mha(x, x, x, need_weights=False)[0]
+
+
+# %%
+check("01.self_attend", self_attend)
+
+# %% [markdown]
+# ## 7. Experiment: break the colour shortcut
+#
+# In the lecture the ViT named the shape of unseen colour–shape pairs poorly: colour had become evidence about
+# shape. Here the shortcut is made as strong as it gets: in the experiment's training set every colour comes with
+# one shape only (red, green and purple objects are always circles; orange, cyan and pink always squares; yellow and
+# blue always triangles), so colour alone predicts the shape on every training image. Trained on that, the model is
+# tested on the 16 other colour–shape pairs.
+#
+# Write an **augmentation** `augment(images, generator)` that changes each training image's colours at random, so
+# that colour stops predicting shape, without moving any pixel (the shape is what must be learned). Rules the check
+# enforces: same shape (B, 3, H, W), values in [0, 1], a new random change for each image, every random number
+# drawn from `generator` (so a run repeats), and the object stays where it is: the pixels that stand out from the
+# dark grey background (some channel above 0.4) stay the same.
+#
+# The check then trains the experiment's recipe with your augmentation — a small ViT (width 32, 2 layers, a
+# convolutional stem) learns the shape of single objects from 8 000 training images, 300 steps of 64 — and
+# measures its shape accuracy on 1 000 new images of the unseen pairs. The bar is 90 %. Training takes about 20 s
+# on one CPU thread. (Without augmentation the recipe names almost no unseen pair right; try a random permutation
+# of the RGB channels first and see whether it is enough.)
+
+
+# %%
+def augment(images, generator):
+    """(B, 3, H, W) in [0, 1] -> the same images with their colours changed at random, one change per image."""
+    raise NotImplementedError("exercise: write the body of `augment`")
+
+
+# %%
+check("01.colour_shortcut", augment)
+
+# %% [markdown]
+# ## 8. Check yourself
+#
+# **Question 1.** How many tokens does the chapter's ViT feed its first transformer block for one 32 × 32 image
+# cut into 4 × 4 patches? Answer with a number.
+
+# %%
+answer_tokens = ...  # your answer
+
+# %%
+check("01.quiz_tokens", answer_tokens)
+
+# %% [markdown]
+# **Question 2.** Drop the positional embedding from a ViT (conv patch embedding, CLS token, transformer, head on
+# the CLS token). Shuffle the patches of an image. What happens to the prediction?
+#
+# - (a) it changes a lot: the shape is spread over several patches
+# - (b) it changes a little: attention weights depend on where a key sits in the sequence
+# - (c) it stays exactly the same
+# - (d) the model raises an error: the patch order no longer matches the weights
+
+# %%
+answer_no_positions = ...  # your answer
+
+# %%
+check("01.quiz_no_positions", answer_no_positions)
+
+# %% [markdown]
+# **Question 3.** In a post-LN block (x = LN(x + attn(x)); x = LN(x + mlp(x))), what does the gradient from the
+# loss meet on its way down the residual path to the first layer that it does not meet in a pre-LN block?
+#
+# - (a) nothing: both layouts have the same residual path
+# - (b) a LayerNorm after every sub-layer
+# - (c) a softmax
+# - (d) the MLP's activation function
+
+# %%
+answer_post_ln = ...  # your answer
+
+# %%
+check("01.quiz_post_ln", answer_post_ln)

@@ -91,6 +91,23 @@ def test_seed_bug_7_encoder_layer_defaults_are_not_our_block():
     assert defaults.linear1.out_features == 2048 and defaults.dropout.p == 0.1 and not defaults.norm_first
 
 
+def test_post_ln_block_equals_torch_post_ln_layer_and_default_stays_pre_ln():
+    post = randomise(ResidualAttentionBlock(W, HEADS, norm_first=False))
+    x = torch.randn(B, L, W)
+    ref = torch_layer(post, dim_feedforward=4 * W, dropout=0.0, activation="gelu", norm_first=False, batch_first=True)
+    torch.testing.assert_close(post(x), ref(x), atol=1e-5, rtol=1e-5)
+    pre = ResidualAttentionBlock(W, HEADS).eval()
+    pre.load_state_dict(post.state_dict())  # same parameters, same names
+    assert pre.norm_first and not torch.allclose(pre(x), post(x), atol=1e-3)
+    torch.testing.assert_close(pre(x), ref_block(x, pre), atol=1e-5, rtol=1e-5)
+    stack = Transformer(W, 2, HEADS, norm_first=False, cross_dim=10).eval()
+    assert all(not b.norm_first for b in stack.resblocks)
+    ctx = torch.randn(B, LC, 10)
+    out, attn, cross = stack.resblocks[0](x, ctx, return_weights=True)
+    assert out.shape == x.shape and cross.shape == (B, HEADS, L, LC)
+    torch.testing.assert_close(out.std(-1), torch.ones(B, L), atol=0.05, rtol=0)  # ends in a LayerNorm
+
+
 def test_seed_bug_8_without_batch_first_samples_leak_into_each_other():
     block = randomise(ResidualAttentionBlock(W, HEADS))
     seq_first = torch_layer(block, dim_feedforward=4 * W, dropout=0.0, activation="gelu", norm_first=True)

@@ -3,6 +3,8 @@
 Not `nn.TransformerEncoderLayer`: its defaults are post-LN, ReLU, a 2048-wide FFN and dropout 0.1, and without
 `batch_first=True` it reads (B, L, D) input as (L, B, D) and attends across the batch. Here every tensor is
 batch-first and a block is x + attn(ln_1(x)) [+ cross_attn(ln_cross(x), context)], then x + mlp(ln_2(x)).
+`norm_first=False` gives the post-LN layout of the original Transformer (x = ln_1(x + attn(x)), ...), for
+comparison only: every model in the course is pre-LN.
 Parameter names follow open_clip (ln_1, attn, ln_2, mlp.c_fc, mlp.c_proj, transformer.resblocks.i).
 """
 
@@ -46,11 +48,15 @@ class MLP(nn.Module):
 
 
 class ResidualAttentionBlock(nn.Module):
-    """Pre-LN block: self-attention, optional cross-attention to a context (B, Lc, cross_dim), MLP."""
+    """Pre-LN block: self-attention, optional cross-attention to a context (B, Lc, cross_dim), MLP.
+
+    norm_first=False: post-LN, each LayerNorm applied after its residual sum (same parameters and names).
+    """
 
     def __init__(self, width: int, heads: int, mlp_ratio: float = 4.0, act: str = "gelu",
-                 cross_dim: int | None = None, dropout: float = 0.0):
+                 cross_dim: int | None = None, dropout: float = 0.0, norm_first: bool = True):
         super().__init__()
+        self.norm_first = norm_first
         self.ln_1 = nn.LayerNorm(width)
         self.attn = MultiheadAttention(width, heads, dropout=dropout)
         if cross_dim is not None:
@@ -72,16 +78,24 @@ class ResidualAttentionBlock(nn.Module):
         """
         if context is not None and not self.has_cross:
             raise ValueError("context given to a block without cross-attention; build it with cross_dim=...")
-        a, attn_w = self.attn(self.ln_1(x), attn_mask=attn_mask, key_padding_mask=key_padding_mask,
+        a, attn_w = self.attn(self._pre(self.ln_1, x), attn_mask=attn_mask, key_padding_mask=key_padding_mask,
                               is_causal=is_causal, return_weights=return_weights, cache=cache)
-        x = x + self.drop(a)
+        x = self._add(self.ln_1, x, a)
         cross_w = None
         if context is not None:
-            c, cross_w = self.cross_attn(self.ln_cross(x), context, key_padding_mask=context_padding_mask,
+            c, cross_w = self.cross_attn(self._pre(self.ln_cross, x), context, key_padding_mask=context_padding_mask,
                                          return_weights=return_weights, cache=cache)
-            x = x + self.drop(c)
-        x = x + self.drop(self.mlp(self.ln_2(x)))
+            x = self._add(self.ln_cross, x, c)
+        x = self._add(self.ln_2, x, self.mlp(self._pre(self.ln_2, x)))
         return (x, attn_w, cross_w) if return_weights else x
+
+    def _pre(self, ln: nn.LayerNorm, x: Tensor) -> Tensor:
+        """A sub-layer's input: ln(x) (pre-LN) or x itself (post-LN)."""
+        return ln(x) if self.norm_first else x
+
+    def _add(self, ln: nn.LayerNorm, x: Tensor, out: Tensor) -> Tensor:
+        """The residual sum: x + out (pre-LN) or ln(x + out) (post-LN)."""
+        return x + self.drop(out) if self.norm_first else ln(x + self.drop(out))
 
 
 class TransformerOutput(NamedTuple):
@@ -94,14 +108,18 @@ class TransformerOutput(NamedTuple):
 
 
 class Transformer(nn.Module):
-    """A stack of `layers` pre-LN blocks of width `width` with `heads` heads (open_clip's argument names)."""
+    """A stack of `layers` pre-LN blocks of width `width` with `heads` heads (open_clip's argument names).
+
+    norm_first=False stacks post-LN blocks instead (for comparison).
+    """
 
     def __init__(self, width: int, layers: int, heads: int, mlp_ratio: float = 4.0, act: str = "gelu",
-                 cross_dim: int | None = None, dropout: float = 0.0):
+                 cross_dim: int | None = None, dropout: float = 0.0, norm_first: bool = True):
         super().__init__()
         self.width, self.layers, self.heads = width, layers, heads
         self.resblocks = nn.ModuleList(
-            ResidualAttentionBlock(width, heads, mlp_ratio, act, cross_dim, dropout) for _ in range(layers)
+            ResidualAttentionBlock(width, heads, mlp_ratio, act, cross_dim, dropout, norm_first)
+            for _ in range(layers)
         )
 
     def forward(self, x: Tensor, context: Tensor | None = None, *, attn_mask: Tensor | None = None,

@@ -34,21 +34,29 @@ def cls_attention_grid(attn: Tensor, n_prefix: int = 1) -> Tensor:
 
 
 def plot_attention_maps(image: Tensor, attentions: Sequence[Tensor], index: int = 0, alpha: float = 0.5,
-                        cmap: str = "inferno"):
+                        cmap: str = "inferno", style: str = "overlay"):
     """Grid figure: a row per layer, a column per head (+ their mean), CLS attention over image `index`.
 
-    `image` (C, H, W). Each panel is scaled to its own min and max: compare where, not how much.
+    `image` (C, H, W). style="beside" (what the lecture draws): the image in the first column, then each map as a
+    heatmap of the CLS weights on the patch grid, one colour scale and colorbar per layer, the object's outline
+    drawn on every map as a contour. style="overlay": each map min-max scaled and laid over the image (compare
+    where, not how much; a colormap over coloured objects reads badly).
     """
     maps = torch.stack([cls_attention_grid(_select(a, index, i)) for i, a in enumerate(attentions)])
     maps = torch.cat([maps, maps.mean(1, keepdim=True)], dim=1)  # (layers, heads + 1, g, g)
     rows, cols = maps.shape[:2]
-    fig, axes = plt.subplots(rows, cols, figsize=(1.7 * cols, 1.7 * rows), squeeze=False)
     img = to_hwc(image, rgb=True)
+    titles = [f"head {c}" for c in range(cols - 1)] + ["mean"]
+    if style == "beside":
+        return _maps_beside(img, maps, titles)
+    if style != "overlay":
+        raise ValueError(f"style must be 'overlay' or 'beside', got {style!r}")
+    fig, axes = plt.subplots(rows, cols, figsize=(1.7 * cols, 1.7 * rows), squeeze=False)
     for r in range(rows):
         for c in range(cols):
             _overlay(axes[r, c], img, maps[r, c], alpha, cmap)
             if r == 0:
-                axes[r, c].set_title("mean" if c == cols - 1 else f"head {c}", fontsize=9)
+                axes[r, c].set_title(titles[c], fontsize=9)
         axes[r, 0].set_ylabel(f"layer {r}", fontsize=9)
     fig.suptitle("CLS attention to each patch", fontsize=10)
     fig.tight_layout()
@@ -56,32 +64,69 @@ def plot_attention_maps(image: Tensor, attentions: Sequence[Tensor], index: int 
     return fig
 
 
-def plot_attention_rollout(image: Tensor, attentions: Sequence[Tensor], index: int = 0, alpha: float = 0.5,
-                           cmap: str = "inferno"):
-    """Three panels: the image, the last layer's head-mean CLS map, and the rollout through all layers."""
-    per_layer = [_select(a, index, i)[None] for i, a in enumerate(attentions)]
-    last = cls_attention_grid(per_layer[-1][0].mean(0))
-    rollout = cls_attention_grid(attention_rollout(per_layer)[0])
-    fig, axes = plt.subplots(1, 3, figsize=(7.5, 2.8))
-    img = to_hwc(image, rgb=True)
-    axes[0].imshow(img)
-    axes[0].set_title("image", fontsize=10)
-    _overlay(axes[1], img, last, alpha, cmap)
-    axes[1].set_title("last layer (head mean)", fontsize=10)
-    _overlay(axes[2], img, rollout, alpha, cmap)
-    axes[2].set_title(f"rollout ({len(per_layer)} layers)", fontsize=10)
-    for ax in axes:
-        ax.set_axis_off()
-    fig.tight_layout()
+def _maps_beside(img: np.ndarray, maps: Tensor, titles: list[str]):
+    """The image, then per layer (row) the heatmaps of `maps` (layers, cols, g, g) with a colorbar per row."""
+    rows, cols = maps.shape[:2]
+    fig, axes = plt.subplots(rows, cols + 1, figsize=(1.75 * (cols + 1) + 0.6, 1.75 * rows), squeeze=False)
+    outline = _silhouette(img)
+    for r in range(rows):
+        axes[r, 0].imshow(img)
+        axes[r, 0].set_axis_off()
+        vmax = maps[r].max().item()
+        for c in range(cols):
+            im = _heatmap(axes[r, c + 1], maps[r, c], outline, vmax, show_ticks=c == 0 and r == rows - 1)
+            if r == 0:
+                axes[r, c + 1].set_title(titles[c], fontsize=9)
+        axes[r, 0].text(-0.08, 0.5, f"layer {r}", rotation=90, ha="right", va="center", fontsize=9,
+                        transform=axes[r, 0].transAxes)
+        fig.colorbar(im, ax=list(axes[r, 1:]), fraction=0.02, pad=0.02)
+    axes[0, 0].set_title("image", fontsize=9)
+    fig.suptitle("CLS attention to each patch (white line: the objects' outline)", fontsize=10)
     plt.close(fig)
     return fig
 
 
-def plot_pos_embedding_similarity(pos_embedding: Tensor, n_prefix: int = 1, cmap: str = "viridis"):
+def plot_attention_rollout(image: Tensor, attentions: Sequence[Tensor], index: int = 0, alpha: float = 0.5,
+                           cmap: str = "inferno", style: str = "overlay"):
+    """Three panels: the image, the last layer's head-mean CLS map, and the rollout through all layers.
+
+    style="beside": the two maps as heatmaps with a colorbar each and the objects' outline as a contour;
+    style="overlay": min-max scaled maps laid over the image.
+    """
+    per_layer = [_select(a, index, i)[None] for i, a in enumerate(attentions)]
+    last = cls_attention_grid(per_layer[-1][0].mean(0))
+    rollout = cls_attention_grid(attention_rollout(per_layer)[0])
+    titles = ("last layer (head mean)", f"rollout ({len(per_layer)} layers)")
+    if style not in ("overlay", "beside"):
+        raise ValueError(f"style must be 'overlay' or 'beside', got {style!r}")
+    fig, axes = plt.subplots(1, 3, figsize=(8.4 if style == "beside" else 7.5, 2.8))
+    img = to_hwc(image, rgb=True)
+    axes[0].imshow(img)
+    axes[0].set_title("image", fontsize=10)
+    axes[0].set_axis_off()
+    for ax, grid, title in zip(axes[1:], (last, rollout), titles):
+        if style == "beside":
+            im = _heatmap(ax, grid, _silhouette(img), grid.max().item(), show_ticks=True)
+            fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+        else:
+            _overlay(ax, img, grid, alpha, cmap)
+            ax.set_axis_off()
+        ax.set_title(title, fontsize=10)
+    if style == "overlay":
+        fig.tight_layout()
+    else:
+        fig.subplots_adjust(wspace=0.45)
+    plt.close(fig)
+    return fig
+
+
+def plot_pos_embedding_similarity(pos_embedding: Tensor, n_prefix: int = 1, cmap: str = "viridis",
+                                  title: str = "positional embedding cosine similarity"):
     """Tile (i, j) shows the cosine similarity of patch (i, j)'s positional embedding to every patch's.
 
-    `pos_embedding` (n_prefix + N, D), e.g. `vit.positional_embedding`. A trained ViT shows a bright spot that
-    follows (i, j), often with its row and column: the model learned the 2D grid from 1D positions.
+    `pos_embedding` (n_prefix + N, D), e.g. `vit.positional_embedding`, or what training changed,
+    `vit.positional_embedding - initial`. A ViT trained at scale shows a bright spot that follows (i, j), often
+    with its row and column: the model learned the 2D grid from 1D positions.
     """
     check_tensor(pos_embedding, "pos_embedding", shape=("L", "D"), dtype="float")
     pos = torch.nn.functional.normalize(pos_embedding.detach().float().cpu()[n_prefix:], dim=-1)
@@ -101,7 +146,7 @@ def plot_pos_embedding_similarity(pos_embedding: Tensor, n_prefix: int = 1, cmap
     ax.set_yticks(ticks, [str(i) for i in range(g)])
     ax.set_xlabel("patch column")
     ax.set_ylabel("patch row")
-    ax.set_title("positional embedding cosine similarity", fontsize=10)
+    ax.set_title(title, fontsize=10)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     plt.close(fig)
     return fig
@@ -137,12 +182,12 @@ def attention_explorer(model: torch.nn.Module, images: Tensor):
             attn = attentions[layer][index]
             grid = cls_attention_grid(attn.mean(0) if head == -1 else attn[head])
             title = f"layer {layer}, " + ("head mean" if head == -1 else f"head {head}")
-        fig, axes = plt.subplots(1, 2, figsize=(5.5, 2.9))
+        fig, axes = plt.subplots(1, 2, figsize=(6, 2.9))
         img = to_hwc(images[index], rgb=True)
         axes[0].imshow(img)
-        _overlay(axes[1], img, grid, 0.5, "inferno")
-        for ax in axes:
-            ax.set_axis_off()
+        axes[0].set_axis_off()
+        im = _heatmap(axes[1], grid, _silhouette(img), grid.max().item(), show_ticks=True)
+        fig.colorbar(im, ax=axes[1], fraction=0.046, pad=0.04)
         fig.suptitle(title, fontsize=10)
         display(fig)
         plt.close(fig)
@@ -157,6 +202,32 @@ def _select(attn: Tensor, index: int, layer: int) -> Tensor:
     if not 0 <= index < attn.shape[0]:
         raise IndexError(f"index must be in [0, {attn.shape[0] - 1}], got {index}")
     return attn[index].detach().float().cpu()
+
+
+def _silhouette(img: np.ndarray) -> np.ndarray:
+    """(H, W) bool: pixels whose colour differs from the top-left corner's (the background) by more than 0.25."""
+    return np.abs(img - img[:1, :1]).max(-1) > 0.25
+
+
+def _heatmap(ax, grid: Tensor, outline: np.ndarray, vmax: float, show_ticks: bool):
+    """The (g, g) map as a heatmap on the patch grid (vmin 0), the objects' outline on top as a white contour."""
+    g = grid.shape[-1]
+    im = ax.imshow(grid.numpy(), cmap="viridis", vmin=0, vmax=vmax, interpolation="nearest")
+    h, w = outline.shape
+    if outline.any() and not outline.all():  # pixel centres mapped onto the patch grid's coordinates
+        xs, ys = (np.arange(w) + 0.5) * g / w - 0.5, (np.arange(h) + 0.5) * g / h - 0.5
+        ax.contour(xs, ys, outline.astype(float), levels=[0.5], colors="white", linewidths=1.0)
+    ax.set_xlim(-0.5, g - 0.5)
+    ax.set_ylim(g - 0.5, -0.5)
+    if show_ticks:
+        ticks = [0, g - 1]
+        ax.set_xticks(ticks, [str(t) for t in ticks], fontsize=7)
+        ax.set_yticks(ticks, [str(t) for t in ticks], fontsize=7)
+        ax.set_xlabel("patch column", fontsize=7)
+    else:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    return im
 
 
 def _overlay(ax, img: np.ndarray, grid: Tensor, alpha: float, cmap: str) -> None:
