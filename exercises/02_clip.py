@@ -1,8 +1,9 @@
 # %% [markdown]
 # # 02 · Exercises: CLIP
 #
-# Four pieces of a CLIP, each written by you and checked against the course's reference on random and edge-case
-# inputs. Write the body of each function, run its cell, then run the `check` cell below it: it prints ✓ when
+# Four pieces of a CLIP to build, a SigLIP loss from a tutorial to fix, an experiment with the temperature, and
+# questions on the chapter — each checked against the course's reference on random and edge-case inputs. Write
+# the body of each function (or your answer), run its cell, then run the `check` cell below it: it prints ✓ when
 # your answer is right, or what was expected, what came out and a hint.
 #
 # (`solutions/` holds the worked answers; `exercises/` is generated from it with the answers removed.)
@@ -46,8 +47,9 @@ check("02.clip_loss", clip_loss)
 # ## 2. Pooling at the end-of-text token
 #
 # `hidden` (B, L, D) are the text transformer's final states, `ids` (B, L) the token ids (each row: `<sot>`,
-# words, `<eot>`, padding). Return (B, D): each row's hidden state at its first `<eot>` token (id `eot_id`).
-# Careful: `<eot>` need not be the largest id of the vocabulary, and the position must come from the ids.
+# words, `<eot>`, padding). Return (B, D): each row's hidden state at its **first** `<eot>` token (id `eot_id`;
+# a row may contain it twice). Careful: `<eot>` need not be the largest id of the vocabulary, the position must
+# come from the ids, and any index tensor you create belongs on the device of `ids`.
 
 
 # %%
@@ -94,3 +96,87 @@ def recall_at_k(similarity, relevant, k):
 
 # %%
 check("02.recall_at_k", recall_at_k)
+
+# %% [markdown]
+# ## 5. Fix a SigLIP loss
+#
+# A snippet you will meet in tutorials implements SigLIP's loss (chapter 02, section 10) as below. It runs, its
+# value even looks plausible — and a model trained with it does not learn to push mismatched pairs apart. Find
+# the problem (there are two: one in what the labels are, one in where they live) and fix it. The loss is
+# −Σᵢⱼ log σ(zᵢⱼ (s x̂ᵢ·ŷⱼ + b)) / B with zᵢⱼ = +1 on the diagonal and −1 elsewhere.
+
+
+# %%
+def siglip_loss(image_features, text_features, logit_scale, logit_bias):
+    """(B, D), (B, D), scalar s, scalar b -> scalar loss."""
+    x = F.normalize(image_features, dim=-1)
+    y = F.normalize(text_features, dim=-1)
+    logits = logit_scale * x @ y.T + logit_bias
+    # this code has a bug: find it and fix it
+    labels = torch.eye(len(logits))
+    return -F.logsigmoid(labels * logits).sum() / len(logits)
+
+
+# %%
+check("02.siglip_loss", siglip_loss)
+
+# %% [markdown]
+# ## 6. Experiment: how sharp a softmax can training start from?
+#
+# `train_colours(scale, learn_scale)` trains a fresh tiny CLIP for 120 steps (batch 64, single-shape images, lr
+# 5e-3 and no gradient clipping) with its logit scale starting at `scale`, learned or held fixed; `colour_accuracy(model)` measures how often
+# zero-shot classification names the right colour. Try a fixed s = 100 first: it barely learns. Then find a
+# setting with which the 120 steps reach **≥ 90 % colour accuracy**. Each run takes about 15 s on one core.
+# Return the trained model from `my_experiment`; the check measures it on new images.
+
+# %%
+from mmcourse.grading.checks.ch02 import colour_accuracy, train_colours  # noqa: E402
+
+sharp = train_colours(scale=100.0, learn_scale=False)
+print(f"fixed s = 100: colour accuracy {colour_accuracy(sharp):.1%}")
+
+
+# %%
+def my_experiment():
+    """-> a CLIP trained by `train_colours` that names colours zero-shot with accuracy ≥ 0.9."""
+    raise NotImplementedError("exercise: write the body of `my_experiment`")
+
+
+# %%
+check("02.temperature_experiment", my_experiment)
+
+# %% [markdown]
+# ## 7. Check yourself
+#
+# **Q1.** Section 2's floor: perfect features (cosine 1 with the own caption, 0 with every other), s = 1. What is
+# the lowest reachable loss for a batch of 32 768 instead of 128? Answer with a number (two decimals).
+
+# %%
+answer_floor = ...  # your answer
+
+# %%
+check("02.quiz_floor", answer_floor)
+
+# %% [markdown]
+# **Q2.** Large CLIPs have a modality gap: image embeddings and text embeddings sit in two separate cones. Why
+# does that not hurt zero-shot classification?
+# (a) normalising the features removes the gap; (b) zero-shot compares one image with every class prompt, and a
+# shift that all text embeddings share changes no argmax; (c) the learned temperature compensates for it;
+# (d) averaging a prompt ensemble removes it.
+
+# %%
+answer_gap = ...  # your answer
+
+# %%
+check("02.quiz_gap", answer_gap)
+
+# %% [markdown]
+# **Q3.** A row of a SigLIP batch has k identical captions (the image's own and k − 1 of other images), so all k
+# logits are equal. What probability σ(logit) minimises that row's part of the loss?
+# (a) 1: the own caption is right; (b) 1/k; (c) 1/2; (d) 0: most of them are labelled −1.
+
+# %%
+answer_duplicates = ...  # your answer
+
+# %%
+check("02.quiz_duplicates", answer_duplicates)

@@ -122,6 +122,9 @@ def test_stale_outputs_detected(course):
     nbformat.write(nb, lecture)
     assert notebooks.stale_outputs(lecture) == []
     py = lecture.with_suffix(".py")
+    py.write_text(py.read_text().replace("# # 99 · Test chapter", "# # 99 · Test chapter, reworded"))
+    notebooks.sync(course)
+    assert notebooks.stale_outputs(lecture) == []  # prose edits do not change what the code printed
     py.write_text(py.read_text().replace("Twice x", "Two times x"))
     notebooks.sync(course)
     assert "stale" in notebooks.stale_outputs(lecture)[0]

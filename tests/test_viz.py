@@ -46,7 +46,7 @@ def test_cls_grid_uses_the_patchify_order():
 
 def test_attention_maps_grid_shows_each_layer_and_head():
     _, images, out = vit_and_output()
-    fig = viz.plot_attention_maps(images[1], out.attentions, index=1)
+    fig = viz.plot_attention_maps(images[1], out.attentions, index=1, style="overlay")
     axes = fig.axes
     assert len(axes) == 2 * 3  # 2 layers x (2 heads + mean)
     assert [ax.get_title() for ax in axes[:3]] == ["head 0", "head 1", "mean"]
@@ -59,7 +59,7 @@ def test_attention_maps_grid_shows_each_layer_and_head():
 
 def test_rollout_plot_shows_the_rollout():
     _, images, out = vit_and_output()
-    fig = viz.plot_attention_rollout(images[0], out.attentions, index=0)
+    fig = viz.plot_attention_rollout(images[0], out.attentions, index=0, style="overlay")
     assert fig.axes[2].get_title() == "rollout (2 layers)"
     expected = minmax(viz.cls_attention_grid(attention_rollout(out.attentions)[0]))
     torch.testing.assert_close(torch.as_tensor(fig.axes[2].images[1].get_array().data), expected)

@@ -57,7 +57,9 @@ def cells(nb) -> list[tuple[str, str]]:
 
 
 def source_hash(nb) -> str:
-    return hashlib.sha256(json.dumps(cells(nb)).encode()).hexdigest()[:16]
+    """A hash of the code cells: the outputs come from them alone, so editing the prose keeps them current."""
+    code = [source for kind, source in cells(nb) if kind == "code"]
+    return hashlib.sha256(json.dumps(code).encode()).hexdigest()[:16]
 
 
 def read_py(py: Path):

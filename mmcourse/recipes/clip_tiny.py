@@ -34,12 +34,12 @@ from mmcourse.utils import check_tensor, get_device, seed_everything
 __all__ = ["VERSION", "TRAIN_IMAGES", "BATCH_SIZE", "STEPS", "CONTEXT_LENGTH", "HYPER", "build", "caption_data",
            "contrastive_step", "class_weights", "zero_shot_accuracy", "zero_shot_sets", "evaluate", "train"]
 
-VERSION = 3  # bump whenever the model, its data or its training changes
+VERSION = 4  # bump whenever the model, its data or its training changes
 TRAIN_IMAGES = 40_000
 BATCH_SIZE = 128
-STEPS = 1300
+STEPS = 1100
 CONTEXT_LENGTH = 24  # the longest caption of the world (three objects) has 24 tokens with <sot> and <eot>
-HYPER = dict(lr=5e-3, betas=(0.9, 0.98), weight_decay=0.05, warmup=60)
+HYPER = dict(lr=3e-3, betas=(0.9, 0.98), weight_decay=0.05, warmup=60, grad_clip=1.0)
 
 
 def build(loss: str = "clip", seed: int = 0, tokenizer: Tokenizer | None = None) -> CLIP:
@@ -100,9 +100,13 @@ def evaluate(model: CLIP, sets: dict[str, tuple[Tensor, Tensor]], tokenizer: Tok
 
 def train(model: CLIP, dataset: CaptionDataset | None = None, steps: int = STEPS, batch_size: int = BATCH_SIZE,
           seed: int = 0, device: torch.device | str | None = None, **fit_kw) -> History:
-    """Train in place with the chapter's recipe (AdamW lr 5e-3, betas (0.9, 0.98), wd 0.05, warm-up + cosine),
-    clamping the logit scale after every step; dataset defaults to `caption_data()`; fit_kw go to
-    `mmcourse.train.fit` (eval_fn, progress, desc ...)."""
+    """Train in place with the chapter's recipe (`HYPER`: AdamW lr 3e-3, betas (0.9, 0.98), weight decay 0.05 on
+    the weight matrices, gradient norm clipped at 1, warm-up + cosine), clamping the logit scale after every step;
+    dataset defaults to `caption_data()`; fit_kw go to `mmcourse.train.fit` (eval_fn, progress, desc ...) and
+    override `HYPER`.
+
+    Seeds 0-4 on one thread (`benchmarks/bench_seeds_clip.py`): seen 99.7-100 %, held-out 94.1-99.5 %. At lr 5e-3
+    without clipping (1 300 steps), seed 4 reached only 76 % on the held-out pairs."""
     dataset = caption_data() if dataset is None else dataset
     seed_everything(seed)
     fit_kw = {"desc": "clip-tiny", **HYPER, **fit_kw}

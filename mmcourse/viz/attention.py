@@ -34,7 +34,7 @@ def cls_attention_grid(attn: Tensor, n_prefix: int = 1) -> Tensor:
 
 
 def plot_attention_maps(image: Tensor, attentions: Sequence[Tensor], index: int = 0, alpha: float = 0.5,
-                        cmap: str = "inferno", style: str = "overlay"):
+                        cmap: str = "inferno", style: str = "beside"):
     """Grid figure: a row per layer, a column per head (+ their mean), CLS attention over image `index`.
 
     `image` (C, H, W). style="beside" (what the lecture draws): the image in the first column, then each map as a
@@ -87,7 +87,7 @@ def _maps_beside(img: np.ndarray, maps: Tensor, titles: list[str]):
 
 
 def plot_attention_rollout(image: Tensor, attentions: Sequence[Tensor], index: int = 0, alpha: float = 0.5,
-                           cmap: str = "inferno", style: str = "overlay"):
+                           cmap: str = "inferno", style: str = "beside"):
     """Three panels: the image, the last layer's head-mean CLS map, and the rollout through all layers.
 
     style="beside": the two maps as heatmaps with a colorbar each and the objects' outline as a contour;
