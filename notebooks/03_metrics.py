@@ -285,7 +285,7 @@ print(f"the tiny CLIP's text->image R@1 {clip_r1:.3f} is {clip_r1 / ceiling:.0%}
 
 # %% [markdown]
 # That is a rough ceiling, not an exact one: captions that drop the size words have even more look-alikes, while
-# relation words ("left of") can tell some apart. Against it, the tiny CLIP's text→image R@1 of 0.437 is 80% of the
+# relation words ("left of") can tell some apart. Against it, the tiny CLIP's text→image R@1 of 0.453 is 83% of the
 # way to the ceiling, and its median rank of 2 says that the right image is usually among the handful of
 # look-alikes. On real data the same effect hides in near-duplicate images and generic captions; look at failures
 # before trusting R@1.
@@ -738,8 +738,8 @@ for name, scores in clip_s.items():
 print(f"own caption scores higher than the changed one for {(clip_s['own caption'] > clip_s['one attribute changed']).float().mean():.0%} of images")
 
 # %% [markdown]
-# **What to notice.** The tiny CLIP gives another scene's caption 0.55 on average, a caption with one colour or shape
-# changed 1.44, and the image's own caption 2.41, near the top of the scale; it prefers the own caption to the
+# **What to notice.** The tiny CLIP gives another scene's caption 0.63 on average, a caption with one colour or shape
+# changed 1.49, and the image's own caption 2.39, near the top of the scale; it prefers the own caption to the
 # changed one for 100% of the images. The absolute values are not comparable with published CLIPScores (a different CLIP has a different scale): CLIPScore is good at
 # ranking captions of the same image, and says little when compared across models.
 
@@ -838,9 +838,9 @@ for wrong in ("attribute changed", "colours swapped"):
 # words, prefers the wrong caption about as often as the right one (43% against 42%). The higher-order n-gram
 # metrics catch most swaps, but only because our templates always put a colour right before its shape — the bigram
 # "cyan triangle" *is* the binding here (in "a triangle which is cyan" it would not be). The tiny CLIP, perfect on a
-# changed attribute, prefers the right caption to the colour-swapped one in only 78% of the scenes, and the wrong
-# one in 22%: it learned which colours and which shapes are in an image better than which goes with which — a
-# milder form of the "bag of words" behaviour Yuksekgonul et al. (2023) measured in CLIPs trained at scale. The scene check is right every time, by
+# changed attribute, prefers the right caption to the colour-swapped one in 93% of the scenes, and the wrong one
+# in 7%: it mostly knows which colour goes with which shape, but less surely than which colours and shapes are
+# there — a mild form of the "bag of words" behaviour Yuksekgonul et al. (2023) measured in CLIPs trained at scale. The scene check is right every time, by
 # construction: it knows the world's grammar. Now single captions of one scene, edited by hand:
 
 # %%
@@ -1049,7 +1049,7 @@ record("03", headline, max(max_error.values()), bar=1e-6, higher_is_better=False
 # - CLIPScore = 2.5 · max(cos, 0) under a trained CLIP: reference-free, as good as its CLIP, good for ranking
 #   captions of one image.
 # - n-gram metrics punish synonyms, miss a flipped relation, and see a colour–shape binding only through adjacent
-#   words; a small CLIP is weak at binding and word order. A check of what the caption asserts (SPICE's idea, or a
+#   words; a small CLIP binds colours to shapes less surely than it names them, and barely reads word order. A check of what the caption asserts (SPICE's idea, or a
 #   VQA model) catches these — report several metrics of different kinds, and look at examples.
 #
 # **Interview questions, answered from this notebook.**
