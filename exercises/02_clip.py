@@ -48,8 +48,8 @@ check("02.clip_loss", clip_loss)
 #
 # `hidden` (B, L, D) are the text transformer's final states, `ids` (B, L) the token ids (each row: `<sot>`,
 # words, `<eot>`, padding). Return (B, D): each row's hidden state at its **first** `<eot>` token (id `eot_id`;
-# a row may contain it twice). Careful: `<eot>` need not be the largest id of the vocabulary, the position must
-# come from the ids, and any index tensor you create belongs on the device of `ids`.
+# a row may contain it twice). Careful: `<eot>` need not be the largest id of the vocabulary, and the position must
+# come from the ids.
 
 
 # %%

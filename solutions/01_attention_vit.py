@@ -191,7 +191,7 @@ def augment(images, generator):
     background = images[:, :, :1, :1]  # the corner pixel
     distance = (images - background).amax(1, keepdim=True)  # how far each pixel stands out: (B, 1, H, W)
     coverage = distance / distance.amax((2, 3), keepdim=True).clamp_min(1e-6)  # 1 inside the object
-    colour = torch.rand(len(images), 3, 1, 1, generator=generator)  # a new colour per image...
+    colour = torch.rand(len(images), 3, 1, 1, generator=generator).to(images.device)  # a new colour per image...
     colour = colour / colour.amax(1, keepdim=True)  # ...as bright as the world's colours
     return (background + coverage * (colour - background)).clamp(0, 1)
     # END SOLUTION

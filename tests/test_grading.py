@@ -147,3 +147,33 @@ def test_expect_equal_on_tensors_shows_where_they_differ():
     report = err.value.report()
     assert "1 of 4 values differ, the first at index (1, 1)" in report
     assert "expected: 4" in report and "got:      5" in report
+
+
+def test_a_tensor_made_on_the_cpu_and_used_with_the_inputs_is_caught_without_a_gpu():
+    import torch.nn.functional as F
+
+    from mmcourse.grading.core import DeviceTracer
+
+    x = torch.randn(4, 5)
+    cases = {
+        "cross_entropy": lambda: F.cross_entropy(x, torch.arange(4)),  # the study guide's index tensor
+        "mul": lambda: x * (2 * torch.eye(4, 5) - 1),
+        None: lambda: F.cross_entropy(x, torch.arange(4, device=x.device)),
+    }
+    for mixed, fn in cases.items():
+        with DeviceTracer([x]) as tracer:
+            fn()
+        assert tracer.mixed[:1] == ([mixed] if mixed else [])
+    for fine in (lambda: x[torch.arange(4), torch.tensor([0, 1, 2, 0])],  # CPU indices are allowed
+                 lambda: x * torch.tensor(2.0), lambda: x + torch.ones(5).to(x.device)):
+        with DeviceTracer([x]) as tracer:
+            fine()
+        assert tracer.mixed == []
+
+    def clip_loss(image_features, text_features, logit_scale):  # right values, targets made on the CPU
+        logits = logit_scale * F.normalize(image_features, dim=-1) @ F.normalize(text_features, dim=-1).T
+        targets = torch.arange(len(logits))
+        return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
+
+    with pytest.raises(CheckFailed, match=r"creates a tensor without device= .*\(in `cross_entropy`\)"):
+        check("02.clip_loss", clip_loss)

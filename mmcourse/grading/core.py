@@ -10,6 +10,10 @@ check rejects each of them, so no check can pass vacuously. A mutant's docstring
 function fails and gives the same outputs as a mutant on every input the check tried, the feedback names that
 mistake ("this looks like the loss of one direction only").
 
+On a machine without an accelerator the learner's function also runs under `DeviceTracer`, which plays the part of
+a GPU: a tensor the function creates without `device=` and then combines with its inputs would sit on the wrong
+device there, and the check says so.
+
 A *quiz* (`register_quiz`) is a graded question: the learner assigns an answer (a choice letter or a number) and
 `check` says whether it is right, explaining the answer once it is given (and why a known wrong answer is wrong).
 """
@@ -23,6 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from torch.overrides import TorchFunctionMode
+from torch.utils._pytree import tree_flatten
 
 from mmcourse.utils import describe, get_device
 
@@ -235,16 +241,58 @@ def _grade_quiz(ex: Exercise, answer: Any) -> None:
 
 
 def _recording(fn: Callable, calls: list) -> Callable:
-    """`fn`, keeping a copy of the inputs and the output of every call (to compare with the known mistakes)."""
+    """`fn`, keeping a copy of the inputs and the output of every call (to compare with the known mistakes); on a
+    CPU-only machine each call runs under `DeviceTracer`."""
 
     @functools.wraps(fn)
     def spy(*args, **kwargs):
         inputs = _copy((args, kwargs))
-        out = fn(*args, **kwargs)
-        calls.append((inputs, _copy(out)))
+        tensors = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
+        if tensors and get_device().type == "cpu":
+            with DeviceTracer(tensors) as tracer:
+                out = fn(*args, **kwargs)
+            calls.append((inputs, _copy(out)))
+            if tracer.mixed:
+                fail(f"your code creates a tensor without device= and uses it with the inputs (in "
+                     f"`{tracer.mixed[0]}`): on a GPU that tensor would sit on the CPU and the call would fail",
+                     hint="create new tensors on the inputs' device: torch.arange(n, device=x.device)")
+        else:
+            out = fn(*args, **kwargs)
+            calls.append((inputs, _copy(out)))
         return out
 
     return spy
+
+
+class DeviceTracer(TorchFunctionMode):
+    """A GPU simulated on the CPU: tensors derived from `inputs` count as on the accelerator, tensors made from
+    nothing without `device=` as on the CPU; `mixed` lists the operations that combine the two (0-dim tensors and
+    indexing with CPU index tensors aside, as torch allows both). `.to(...)` and `device=` count as moving to the
+    accelerator."""
+
+    def __init__(self, inputs: list[torch.Tensor]):
+        super().__init__()
+        self.accelerator, self.cpu, self.mixed = {id(t) for t in inputs}, set(), []
+        self._alive = list(inputs)  # ids stay unique while the tensors they name are alive
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        tensors = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
+        on_acc = any(id(t) in self.accelerator for t in tensors)
+        indexing = func is torch.Tensor.__getitem__  # CPU index tensors into an accelerator tensor are allowed
+        if on_acc and not indexing and any(id(t) in self.cpu for t in tensors if t.ndim > 0):
+            self.mixed.append(getattr(func, "__name__", str(func)))
+        moved = getattr(func, "__name__", "") in ("to", "cuda") or kwargs.get("device") is not None
+        for t in tree_flatten(out)[0]:
+            if isinstance(t, torch.Tensor):
+                if on_acc or moved:
+                    self.cpu.discard(id(t))
+                    self.accelerator.add(id(t))
+                elif id(t) not in self.accelerator:
+                    self.cpu.add(id(t))
+                self._alive.append(t)
+        return out
 
 
 def _copy(x: Any) -> Any:

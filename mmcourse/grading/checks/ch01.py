@@ -362,7 +362,7 @@ def recolour(images, generator):
     background = images[:, :, :1, :1]
     distance = (images - background).amax(1, keepdim=True)  # (B, 1, H, W)
     coverage = distance / distance.amax((2, 3), keepdim=True).clamp_min(1e-6)
-    colour = torch.rand(len(images), 3, 1, 1, generator=generator)
+    colour = torch.rand(len(images), 3, 1, 1, generator=generator).to(images.device)  # drawn on the CPU
     colour = colour / colour.amax(1, keepdim=True)
     return (background + coverage * (colour - background)).clamp(0, 1)
 
