@@ -337,7 +337,10 @@ def ngrams(tokens, k):
     return Counter(tuple(tokens[i:i + k]) for i in range(len(tokens) - k + 1))
 
 
-def bleu_by_hand(hypothesis, refs, max_n=4, verbose=True):
+def bleu_by_hand(hypothesis, refs, max_n=4, verbose=True, smooth=(0.0, 0.0)):
+    """BLEU-1..max_n of one hypothesis; smooth = (tiny, small) adds tiny to every match count and small to every
+    k-gram count (and to the lengths in the brevity penalty), as coco-caption does."""
+    tiny, small = smooth
     hyp, refs = tokenize(hypothesis), [tokenize(r) for r in refs]
     precisions = []
     for k in range(1, max_n + 1):
@@ -346,13 +349,15 @@ def bleu_by_hand(hypothesis, refs, max_n=4, verbose=True):
         for ref in refs:
             most_in_one_ref |= ngrams(ref, k)  # `|` keeps the larger count of each k-gram
         clipped = sum(min(c, most_in_one_ref[gram]) for gram, c in counts.items())
-        precisions.append(clipped / max(1, sum(counts.values())))
+        precisions.append((clipped + tiny) / (sum(counts.values()) + small) if smooth[1] else
+                          clipped / max(1, sum(counts.values())))
         if verbose:
             print(f"  {k}-grams: {sum(counts.values())} in the hypothesis, {clipped} matched after clipping "
-                  f"-> p{k} = {precisions[-1]:.3f}")
+                  f"-> p{k} = {precisions[-1]:.3g}")
     c = len(hyp)
     r = min((len(ref) for ref in refs), key=lambda length: (abs(length - c), length))
-    brevity_penalty = math.exp(1 - r / c) if c < r else 1.0
+    ratio = (c + tiny) / (r + small)
+    brevity_penalty = math.exp(1 - 1 / ratio) if ratio < 1 else 1.0
     if verbose:
         print(f"  length c = {c}, closest reference r = {r} -> BP = {brevity_penalty:.3f}")
     return [brevity_penalty * math.prod(precisions[:k]) ** (1 / k) for k in range(1, max_n + 1)]
@@ -383,32 +388,15 @@ for hyp in ["a red circle left of a red square", "a red circle", "red red red re
 TINY, SMALL = 1e-15, 1e-9  # coco-caption's additions to every match count and every k-gram count
 
 
-def coco_bleu_by_hand(hypothesis, refs, max_n=4):
-    """bleu_by_hand with coco-caption's smoothing (also applied to the lengths in the brevity penalty)."""
-    hyp, refs = tokenize(hypothesis), [tokenize(r) for r in refs]
-    precisions = []
-    for k in range(1, max_n + 1):
-        counts = ngrams(hyp, k)
-        most_in_one_ref = Counter()
-        for ref in refs:
-            most_in_one_ref |= ngrams(ref, k)
-        clipped = sum(min(c, most_in_one_ref[gram]) for gram, c in counts.items())
-        precisions.append((clipped + TINY) / (sum(counts.values()) + SMALL))
-    r = min((len(ref) for ref in refs), key=lambda length: (abs(length - len(hyp)), length))
-    ratio = (len(hyp) + TINY) / (r + SMALL)
-    brevity_penalty = math.exp(1 - 1 / ratio) if ratio < 1 else 1.0
-    return precisions, [brevity_penalty * math.prod(precisions[:k]) ** (1 / k) for k in range(1, max_n + 1)]
-
-
 def show(values):
     return "[" + ", ".join(f"{v:.3g}" for v in values) + "]"
 
 
 for hyp in ["a red circle left of a red square", "a red circle", "red red red red red"]:
-    precisions, smoothed = coco_bleu_by_hand(hyp, refs)
+    print(f"{hyp!r}, smoothed:")
+    smoothed = bleu_by_hand(hyp, refs, smooth=(TINY, SMALL))
     plain = bleu_by_hand(hyp, refs, verbose=False)
-    print(f"{hyp!r}\n  smoothed p1..4 {show(precisions)}\n  BLEU-1..4 unsmoothed {show(plain)}  smoothed "
-          f"{show(smoothed)}  mmcourse {show(sentence_bleu(hyp, refs))}")
+    print(f"  BLEU-1..4 unsmoothed {show(plain)}  smoothed {show(smoothed)}  mmcourse {show(sentence_bleu(hyp, refs))}")
     print(f"  smoothed vs mmcourse: max |difference| {max(abs(a - b) for a, b in zip(smoothed, sentence_bleu(hyp, refs))):.1g}"
           f"; smoothing moved the scores by up to {max(abs(a - b) for a, b in zip(smoothed, plain)):.2g}")
 

@@ -92,15 +92,18 @@ class Exercise:
 _REGISTRY: dict[str, Exercise] = {}
 
 
-def register(name: str, reference: Any, mutants: list, kind: str = "function", summary: str = ""):
-    """Decorator registering `test(obj)` as the check for exercise `name` (e.g. "01.patchify")."""
+def register(name: str, reference: Any, mutants: list, kind: str = "function", summary: str = "",
+             explanation: str = ""):
+    """Decorator registering `test(obj)` as the check for exercise `name` (e.g. "01.patchify"); a quiz's
+    `explanation` is shown once it is answered right."""
     if kind not in ("function", "class", "quiz"):
         raise ValueError(f"register({name!r}): kind must be 'function', 'class' or 'quiz', got {kind!r}")
 
     def deco(test):
         if name in _REGISTRY:
             raise ValueError(f"exercise {name!r} is registered twice")
-        _REGISTRY[name] = Exercise(name, test, reference, list(mutants), kind, summary or (test.__doc__ or ""))
+        _REGISTRY[name] = Exercise(name, test, reference, list(mutants), kind, summary or (test.__doc__ or ""),
+                                   explanation)
         return test
 
     return deco
@@ -131,8 +134,7 @@ def register_quiz(name: str, question: str, answer: str | float, explanation: st
             fail(f"{given:g} is not right. {why}".rstrip())
         return 1
 
-    register(name, answer, mutants, kind="quiz", summary=question)(test)
-    _REGISTRY[name].explanation = explanation
+    register(name, answer, mutants, kind="quiz", summary=question, explanation=explanation)(test)
 
 
 def registered() -> dict[str, Exercise]:

@@ -297,7 +297,7 @@ def siglip_loss(image_features, text_features, logit_scale, logit_bias):
 
 
 def _siglip_logits(image_features, text_features, logit_scale, logit_bias):
-    return logit_scale * F.normalize(image_features, dim=-1) @ F.normalize(text_features, dim=-1).T + logit_bias
+    return _logits(image_features, text_features, logit_scale) + logit_bias
 
 
 def _siglip_eye_labels(image_features, text_features, logit_scale, logit_bias):

@@ -26,7 +26,6 @@ from mmcourse.grading.core import (
     fail,
     register,
     register_quiz,
-    registered,
 )
 
 
@@ -438,13 +437,11 @@ register("03.bleu_vs_cider", _EXPERIMENT_ANSWER, [
      "an image of a large triangle and a small square"),
     ("a large cyan triangle and a small green square",  # both metrics prefer the first
      "a cyan triangle above a green square"),
-], kind="quiz", summary="two true captions of one scene: BLEU-4 prefers the first, CIDEr-D the second")(
-    _test_bleu_vs_cider)
-registered()["03.bleu_vs_cider"].explanation = (
-    "The frame 'an image of a …' is in most references of this scene, so its 4-grams lift BLEU-4; but it is in "
-    "the references of many other scenes too, so its idf is near 0 and CIDEr-D ignores it. The informative "
-    "n-grams ('cyan triangle', 'small green square') are rare in the corpus and carry CIDEr-D. Two true captions, "
-    "two rankings: which metric you report decides which captioner 'wins'.")
+], kind="quiz", summary="two true captions of one scene: BLEU-4 prefers the first, CIDEr-D the second",
+   explanation="The frame 'an image of a …' is in most references of this scene, so its 4-grams lift BLEU-4; but "
+   "it is in the references of many other scenes too, so its idf is near 0 and CIDEr-D ignores it. The informative "
+   "n-grams ('cyan triangle', 'small green square') are rare in the corpus and carry CIDEr-D. Two true captions, "
+   "two rankings: which metric you report decides which captioner 'wins'.")(_test_bleu_vs_cider)
 
 
 # ---------------------------------------------------------------- 03.vqa_score
