@@ -323,8 +323,11 @@ def _same(a: Any, b: Any) -> bool:
 
 
 def _known_mistake(ex: Exercise, calls: list) -> str:
-    """'  this looks like: <mistake>' when a documented mutant gives the learner's outputs on every recorded call."""
-    if not calls:
+    """'  this looks like: <mistake>' when a documented mutant gives the learner's outputs on every recorded call.
+    Only outputs that are values (tensors, numbers) compare; a trained model is judged by its check alone, and its
+    mutants are not re-run (an experiment's would train again)."""
+    comparable = (torch.Tensor, int, float, list, tuple, dict)
+    if not calls or not all(isinstance(out, comparable) for _, out in calls):
         return ""
     for mutant in ex.mutants:
         doc = inspect.getdoc(mutant)
