@@ -181,3 +181,32 @@ def test_wrong_captions_of_a_training_split_never_name_a_held_out_pair():
     assert named and not named & held
     everything = CaptionDataset(600, seed=2, max_objects=3, noise_fraction=1.0)  # split "all": any pair may appear
     assert set().union(*(mentioned_pairs(everything.caption(i)) for i in range(600))) & held
+
+
+def test_parse_caption_reads_every_wording_of_the_world():
+    import random
+
+    from mmcourse.data import caption, caption_is_correct, parse_caption, sample_scenes
+
+    scenes, rng = sample_scenes(500, 3, max_objects=3), random.Random(0)
+    for i in range(500):
+        objects, text = scenes.objects(i), caption(scenes.objects(i), rng)
+        assert caption_is_correct(text, objects, sizes=False), text
+        assert caption_is_correct(caption(objects, augment=False), objects)
+    assert parse_caption("a photo of a big red disk left of a blue box") == [
+        {"colour": "red", "shape": "circle", "size": "large"}, {"colour": "blue", "shape": "square", "size": None}]
+    two = [{"colour": "red", "shape": "circle", "size": "small"}, {"colour": "red", "shape": "circle", "size": "large"}]
+    assert caption_is_correct("a large red circle and a small red circle", two)
+    assert not caption_is_correct("a large red circle", two)  # one object missing
+    assert not caption_is_correct("a small red circle and a small red circle", two)  # a size wrong
+    assert not caption_is_correct("a red circle and a red circle", two)  # sizes asked for, not given
+
+
+def test_extra_tokens_come_after_the_words():
+    from mmcourse.data import Tokenizer
+
+    plain, extended = Tokenizer(), Tokenizer(extra_tokens=("<enc>", "<dec>"))
+    assert extended.itos[:len(plain)] == plain.itos
+    assert extended.stoi["<enc>"] == len(plain) and extended.vocab_size == len(plain) + 2
+    with pytest.raises(ValueError, match="extra_tokens"):
+        Tokenizer(extra_tokens=("red",))

@@ -61,3 +61,14 @@ def test_bad_input_raises_clear_error():
         lm_loss(logits[..., 0], labels)
     with pytest.raises(TypeError, match="labels: expected an integer tensor"):
         lm_loss(logits, labels.float())
+
+
+def test_label_smoothing_scores_against_the_smoothed_target():
+    logits, labels = batch()
+    eps = 0.1
+    shifted_logits, shifted_labels = logits[:, :-1].reshape(-1, V), labels[:, 1:].reshape(-1)
+    kept = shifted_labels != -100
+    logp = shifted_logits[kept].log_softmax(-1)
+    target = torch.full_like(logp, eps / V)
+    target[torch.arange(len(logp)), shifted_labels[kept]] += 1 - eps
+    torch.testing.assert_close(lm_loss(logits, labels, label_smoothing=eps), -(target * logp).sum(-1).mean())

@@ -46,12 +46,14 @@ from mmcourse.data.text import (
     Tokenizer,
     annotator_answers,
     caption,
+    caption_is_correct,
     class_phrases,
     class_prompts,
     corrupt_objects,
     make_question,
     motion_caption,
     pad_batch,
+    parse_caption,
     relation,
 )
 from mmcourse.data.video import Clips, moving_shapes, talking_mouth
@@ -73,7 +75,8 @@ __all__ = [
     "COLOURS", "COLOUR_NAMES", "SHAPES", "SIZES", "HELD_OUT", "CLASS_NAMES", "Scenes", "sample_scenes",
     "shape_twins", "render",
     # text
-    "ZERO_SHOT_TEMPLATES", "ANSWERS", "QUESTION_TYPES", "DIRECTIONS", "SPEEDS", "caption", "class_phrases",
+    "ZERO_SHOT_TEMPLATES", "ANSWERS", "QUESTION_TYPES", "DIRECTIONS", "SPEEDS", "caption", "parse_caption",
+    "caption_is_correct", "class_phrases",
     "class_prompts",
     "corrupt_objects", "relation", "make_question", "annotator_answers", "motion_caption",
     "SPECIAL_TOKENS", "PAD_ID", "SOT_ID", "EOT_ID", "UNK_ID", "IMAGE_ID", "Tokenizer", "pad_batch",

@@ -103,18 +103,19 @@ class CaptionDataset(ShapesDataset):
 
     noise_fraction: exactly this fraction of images gets a wrong ('web') caption, swapped attribute or
     unrelated (kinds in noise_kinds); item "clean" says which. references[i]: captions_per_image correct
-    captions of image i (for retrieval / captioning metrics). collate -> images, text (B, L) ids, clean...
+    captions of image i (for retrieval / captioning metrics). caption_kw go to `caption` for the training
+    captions (e.g. p_drop_size=0: always name sizes). collate -> images, text (B, L) ids, clean...
     """
 
     def __init__(self, n: int, resolution: int = 32, seed: int = 0, *, max_objects: int = 2,
                  captions_per_image: int = 5, noise_fraction: float = 0.0, noise_kinds=("swap", "unrelated"),
-                 augment: bool = True, tokenizer: Tokenizer | None = None, context_length: int | None = None,
-                 **kw):
+                 augment: bool = True, caption_kw: dict | None = None, tokenizer: Tokenizer | None = None,
+                 context_length: int | None = None, **kw):
         super().__init__(n, resolution, seed, max_objects=max_objects, **kw)
         if not 0 <= noise_fraction <= 1:
             raise ValueError(f"noise_fraction must be in [0, 1], got {noise_fraction}")
         check_names(noise_kinds, ("swap", "unrelated"), "noise kind")
-        self.augment, self.epoch = augment, 0
+        self.augment, self.caption_kw, self.epoch = augment, dict(caption_kw or {}), 0
         self.tokenizer, self.context_length = tokenizer or Tokenizer(), context_length
         self.objects = [self.scenes.objects(i) for i in range(n)]
         noisy = torch.randperm(n, generator=make_generator(seed, "noisy"))[:round(noise_fraction * n)]
@@ -136,7 +137,7 @@ class CaptionDataset(ShapesDataset):
         """The training caption of image i this epoch (wrong when clean[i] is False)."""
         if not self.augment:
             return caption(self.described[i], augment=False)
-        return caption(self.described[i], python_rng(self.seed, f"caption/{self.epoch}/{i}"))
+        return caption(self.described[i], python_rng(self.seed, f"caption/{self.epoch}/{i}"), **self.caption_kw)
 
     def __getitem__(self, i: int) -> dict:
         return super().__getitem__(i) | {"caption": self.caption(i), "clean": self.clean[i]}

@@ -17,7 +17,8 @@ from mmcourse.utils import check_tensor
 
 __all__ = [
     "ZERO_SHOT_TEMPLATES", "ANSWERS", "QUESTION_TYPES", "DIRECTIONS", "SPEEDS", "NUMBER_WORDS",
-    "object_phrase", "relation", "caption", "class_phrases", "class_prompts", "corrupt_objects", "make_question",
+    "object_phrase", "relation", "caption", "parse_caption", "caption_is_correct", "class_phrases",
+    "class_prompts", "corrupt_objects", "make_question",
     "annotator_answers", "motion_caption", "world_words",
     "SPECIAL_TOKENS", "PAD_ID", "SOT_ID", "EOT_ID", "UNK_ID", "IMAGE_ID", "Tokenizer", "pad_batch",
 ]
@@ -108,6 +109,30 @@ def caption(objects: list[dict], rng: random.Random | None = None, *, augment: b
     if starts_with_object and rng.random() < p_photo:
         text = "a photo of " + text
     return text
+
+
+_SIZE_WORD = {w: size for size in SIZES for w in (size, *SIZE_SYNONYMS[size])}
+_SHAPE_WORD = {w: shape for shape in SHAPES for w in (shape, *SHAPE_SYNONYMS[shape])}
+_OBJECT = re.compile(r"\b(?:a|an) (?:({sizes}) )?({colours}) ({shapes})\b".format(
+    sizes="|".join(_SIZE_WORD), colours="|".join(COLOUR_NAMES), shapes="|".join(_SHAPE_WORD)))
+
+
+def parse_caption(text: str) -> list[dict]:
+    """The objects a caption names, in order: [{"colour", "shape", "size"}] with synonyms mapped back to the
+    world's names and size None where the caption leaves it out. Templates, relations and positions are skipped:
+    'a photo of a big red disk left of a blue box' -> [large red circle, None blue square]."""
+    if not isinstance(text, str):
+        raise TypeError(f"parse_caption: expected a str, got {type(text).__name__}")
+    return [{"colour": colour, "shape": _SHAPE_WORD[shape], "size": _SIZE_WORD.get(size)}
+            for size, colour, shape in _OBJECT.findall(text.lower())]
+
+
+def caption_is_correct(text: str, objects: list[dict], sizes: bool = True) -> bool:
+    """Whether `text` names exactly the scene's objects, each once, with the right colour and shape and (when
+    `sizes`) the right size: the multisets of parsed and true objects are equal, in any order."""
+    keys = ("colour", "shape", "size") if sizes else ("colour", "shape")
+    said = sorted(tuple(str(o[k]) for k in keys) for o in parse_caption(text))
+    return said == sorted(tuple(o[k] for k in keys) for o in objects)
 
 
 def join(phrases: list[str]) -> str:
@@ -304,11 +329,16 @@ class Tokenizer:
 
     Ids: <pad>=0, <sot>=1, <eot>=2, <unk>=3, <image>=4, then the words in sorted order. Note that <eot> is
     NOT the largest id: find it with `mmcourse.nn.eot_positions(ids, EOT_ID)`, never with ids.argmax().
+    `extra_tokens` (e.g. BLIP's "<enc>", "<dec>") get the ids after the words, so every word keeps its id; a
+    model puts them in place itself (`stoi["<enc>"]`), they are never parsed from text.
     """
 
-    def __init__(self, words=None):
+    def __init__(self, words=None, extra_tokens: tuple[str, ...] = ()):
         words = world_words() if words is None else sorted(set(words) - set(SPECIAL_TOKENS))
-        self.itos = list(SPECIAL_TOKENS) + words
+        clash = set(extra_tokens) & {*SPECIAL_TOKENS, *words}
+        if clash or len(set(extra_tokens)) != len(extra_tokens):
+            raise ValueError(f"extra_tokens must be new and distinct, got {extra_tokens} (already known: {clash})")
+        self.itos = list(SPECIAL_TOKENS) + words + list(extra_tokens)
         self.stoi = {w: i for i, w in enumerate(self.itos)}
         self.pad_id, self.sot_id, self.eot_id, self.unk_id = PAD_ID, SOT_ID, EOT_ID, UNK_ID
         self.image_id = IMAGE_ID

@@ -16,10 +16,11 @@ from mmcourse.utils import check_tensor
 __all__ = ["lm_loss"]
 
 
-def lm_loss(logits: Tensor, labels: Tensor, ignore_index: int = -100) -> Tensor:
+def lm_loss(logits: Tensor, labels: Tensor, ignore_index: int = -100, label_smoothing: float = 0.0) -> Tensor:
     """Mean next-token cross-entropy. logits (B, L, V), labels (B, L) unshifted token ids.
 
     loss = −Σ_{b, t < L−1, labels[b, t+1] ≠ ignore_index} log softmax(logits[b, t])[labels[b, t+1]] / #counted
+    label_smoothing ε (BLIP uses 0.1) scores against (1 − ε)·one-hot + ε/V instead of the one-hot target.
     """
     check_tensor(logits, "logits", shape=("B", "L", "V"), dtype="float")
     check_tensor(labels, "labels", shape=logits.shape[:2], dtype="int")
@@ -27,4 +28,5 @@ def lm_loss(logits: Tensor, labels: Tensor, ignore_index: int = -100) -> Tensor:
     if not (targets != ignore_index).any():
         raise ValueError(f"labels: every target (labels[:, 1:], after the shift) is ignore_index={ignore_index}: "
                          "there is no token to learn from (is the mask inverted, or are the sequences length 1?)")
-    return F.cross_entropy(logits[:, :-1].flatten(0, 1), targets.flatten(), ignore_index=ignore_index)
+    return F.cross_entropy(logits[:, :-1].flatten(0, 1), targets.flatten(), ignore_index=ignore_index,
+                           label_smoothing=label_smoothing)

@@ -8,6 +8,8 @@ from mmcourse.viz.attention import (
     plot_attention_maps,
     plot_attention_rollout,
     plot_pos_embedding_similarity,
+    plot_word_attention,
+    text_image_explorer,
 )
 from mmcourse.viz.matrices import plot_matrices
 from mmcourse.viz.training import plot_history
@@ -18,6 +20,8 @@ __all__ = [
     "cls_attention_grid",
     "plot_attention_maps",
     "plot_attention_rollout",
+    "plot_word_attention",
+    "text_image_explorer",
     "plot_pos_embedding_similarity",
     "play_audio",
     "plot_history",

@@ -8,7 +8,7 @@ layer, (B, heads, 1 + N, 1 + N), token 0 the CLS token and the N = g·g patch to
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -19,18 +19,18 @@ from mmcourse.nn.rollout import attention_rollout
 from mmcourse.utils import check_tensor
 from mmcourse.viz._common import to_hwc
 
-__all__ = ["cls_attention_grid", "plot_attention_maps", "plot_attention_rollout",
-           "plot_pos_embedding_similarity", "attention_explorer"]
+__all__ = ["cls_attention_grid", "plot_attention_maps", "plot_attention_rollout", "plot_word_attention",
+           "plot_pos_embedding_similarity", "attention_explorer", "text_image_explorer"]
 
 
-def cls_attention_grid(attn: Tensor, n_prefix: int = 1) -> Tensor:
-    """(..., 1 + N, 1 + N) attention -> the CLS query's weights on the patches as a (..., g, g) grid."""
+def cls_attention_grid(attn: Tensor, n_prefix: int = 1, query: int = 0) -> Tensor:
+    """(..., Lq, 1 + N) attention -> query `query`'s (default CLS) weights on the patches as a (..., g, g) grid."""
     n = attn.shape[-1] - n_prefix
     g = math.isqrt(max(n, 0))
     if g * g != n or g == 0:
         raise ValueError(f"attention: expected {n_prefix} prefix token(s) + a square number of patches, "
                          f"got {attn.shape[-1]} tokens (shape {tuple(attn.shape)})")
-    return attn[..., 0, n_prefix:].unflatten(-1, (g, g))
+    return attn[..., query, n_prefix:].unflatten(-1, (g, g))
 
 
 def plot_attention_maps(image: Tensor, attentions: Sequence[Tensor], index: int = 0, alpha: float = 0.5,
@@ -64,7 +64,24 @@ def plot_attention_maps(image: Tensor, attentions: Sequence[Tensor], index: int 
     return fig
 
 
-def _maps_beside(img: np.ndarray, maps: Tensor, titles: list[str]):
+def plot_word_attention(image: Tensor, cross_attentions: Sequence[Tensor], position: int, word: str = "",
+                        index: int = 0):
+    """A row per layer: the image, then the cross-attention of text position `position` (the token `word`) to
+    the image's patches, per head and their mean, beside the image with the objects' outline.
+
+    `cross_attentions`: per layer (B, heads, L, 1 + N) text-to-image weights (image token 0 the CLS, left out
+    of the maps, whose scale is therefore the weight on patches); `BLIP.encode_text(..., return_attn=True)`."""
+    maps = torch.stack([cls_attention_grid(_select(a, index, i, square=False), query=position)
+                        for i, a in enumerate(cross_attentions)])
+    maps = torch.cat([maps, maps.mean(1, keepdim=True)], dim=1)
+    titles = [f"head {c}" for c in range(maps.shape[1] - 1)] + ["mean"]
+    what = f"the word {word!r}" if word else f"text position {position}"
+    return _maps_beside(to_hwc(image, rgb=True), maps, titles,
+                        f"cross-attention of {what} to each patch (white line: the objects' outline)")
+
+
+def _maps_beside(img: np.ndarray, maps: Tensor, titles: list[str],
+                 suptitle: str = "CLS attention to each patch (white line: the objects' outline)"):
     """The image, then per layer (row) the heatmaps of `maps` (layers, cols, g, g) with a colorbar per row."""
     rows, cols = maps.shape[:2]
     fig, axes = plt.subplots(rows, cols + 1, figsize=(1.75 * (cols + 1) + 0.6, 1.75 * rows), squeeze=False)
@@ -81,7 +98,7 @@ def _maps_beside(img: np.ndarray, maps: Tensor, titles: list[str]):
                         transform=axes[r, 0].transAxes)
         fig.colorbar(im, ax=list(axes[r, 1:]), fraction=0.02, pad=0.02)
     axes[0, 0].set_title("image", fontsize=9)
-    fig.suptitle("CLS attention to each patch (white line: the objects' outline)", fontsize=10)
+    fig.suptitle(suptitle, fontsize=10)
     plt.close(fig)
     return fig
 
@@ -196,9 +213,48 @@ def attention_explorer(model: torch.nn.Module, images: Tensor):
     return widgets.VBox([widgets.HBox([index, layer, head]), out])
 
 
-def _select(attn: Tensor, index: int, layer: int) -> Tensor:
-    """One image's (heads, L, L) weights from layer `layer`'s (B, heads, L, L), as a float CPU tensor."""
-    check_tensor(attn, f"attentions[{layer}]", shape=("B", "heads", "L", "L"), dtype="float")
+def text_image_explorer(images: Tensor, score: Callable[[int, str], tuple[float, list[str], Tensor]],
+                        text: str = "", max_words: int = 6):
+    """A widget: pick an image, edit a caption; see the model's P(match) and where each word looks.
+
+    score(index, text) -> (P(match), the caption's words (W,), their attention to the patches (W, g, g)), e.g.
+    a BLIP's ITM probability and its last layer's cross-attention averaged over heads. The first `max_words`
+    words are drawn, each map beside the image with its own colour scale."""
+    import ipywidgets as widgets
+    from IPython.display import display
+
+    check_tensor(images, "images", shape=("B", "C", "H", "W"), dtype="float")
+    index = widgets.IntSlider(value=0, min=0, max=images.shape[0] - 1, description="image")
+    caption = widgets.Text(value=text, description="caption", layout=widgets.Layout(width="70%"))
+
+    def draw(index: int, caption: str):
+        if not caption.strip():
+            print("type a caption")
+            return
+        p, words, grids = score(index, caption)
+        words, grids = words[:max_words], grids[:max_words]
+        img = to_hwc(images[index], rgb=True)
+        fig, axes = plt.subplots(1, len(words) + 1, figsize=(1.9 * (len(words) + 1), 2.3), squeeze=False)
+        axes[0, 0].imshow(img)
+        axes[0, 0].set_axis_off()
+        axes[0, 0].set_title(f"P(match) = {p:.3f}", fontsize=9)
+        for ax, word, grid in zip(axes[0, 1:], words, grids):
+            _heatmap(ax, grid, _silhouette(img), grid.max().item(), show_ticks=False)
+            ax.set_title(repr(word), fontsize=9)
+        display(fig)
+        plt.close(fig)
+
+    out = widgets.interactive_output(draw, {"index": index, "caption": caption})
+    return widgets.VBox([widgets.HBox([index, caption]), out])
+
+
+def _select(attn: Tensor, index: int, layer: int, square: bool = True) -> Tensor:
+    """One image's (heads, Lq, Lk) weights from layer `layer`'s (B, heads, Lq, Lk), as a float CPU tensor;
+    `square`: self-attention, Lq == Lk."""
+    check_tensor(attn, f"attentions[{layer}]", shape=("B", "heads", "Lq", "Lk"), dtype="float")
+    if square and attn.shape[-1] != attn.shape[-2]:
+        raise ValueError(f"attentions[{layer}]: expected self-attention weights (B, heads, L, L), got "
+                         f"{tuple(attn.shape)}")
     if not 0 <= index < attn.shape[0]:
         raise IndexError(f"index must be in [0, {attn.shape[0] - 1}], got {index}")
     return attn[index].detach().float().cpu()
