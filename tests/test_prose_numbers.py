@@ -63,6 +63,9 @@ ALLOW_LIST: dict[str, dict[str, str]] = {
         "49407": "the <eot> id of OpenAI's CLIP vocabulary, a fact about their tokenizer",
     },
     "03_metrics": {},
+    "04_blip": {
+        "-100": "PyTorch's ignore_index for cross-entropy, a convention of the library",
+    },
 }
 
 SMALL_INTEGERS = 12  # bare integers up to this are counts a sentence could spell in words

@@ -127,3 +127,30 @@ def test_plot_history_draws_loss_and_evals():
     assert list(ax2.get_lines()[0].get_ydata()) == [0.5, 0.9]
     with pytest.raises(ValueError, match="no steps"):
         plot_history(History())
+
+
+def test_word_attention_draws_one_query_of_the_cross_attention():
+    torch.manual_seed(0)
+    cross = [torch.rand(2, 2, 5, 1 + 16).softmax(-1) for _ in range(2)]  # (B, heads, text positions, 1 + patches)
+    fig = viz.plot_word_attention(torch.rand(3, 16, 16), cross, position=3, word="circle", index=1)
+    shown = torch.as_tensor(fig.axes[2].images[0].get_array().data)  # layer 0: image, head 0, head 1, mean
+    torch.testing.assert_close(shown, cross[0][1, 1, 3, 1:].reshape(4, 4).float())
+    assert "'circle'" in fig._suptitle.get_text()
+
+
+def test_text_image_explorer_redraws_when_the_caption_changes(monkeypatch):
+    import IPython.display
+
+    drawn = []
+    monkeypatch.setattr(IPython.display, "display", lambda fig: drawn.append([a.get_title() for a in fig.axes]))
+
+    def score(index, text):
+        words = text.split()
+        return 0.25 * (index + 1), words, torch.rand(len(words), 4, 4)
+
+    box = viz.text_image_explorer(torch.rand(3, 3, 16, 16), score, "a red circle")
+    index, caption = box.children[0].children
+    caption.value = "a blue square"
+    index.value = 2
+    assert drawn[0] == ["P(match) = 0.250", "'a'", "'red'", "'circle'"]
+    assert drawn[1][1:] == ["'a'", "'blue'", "'square'"] and drawn[2][0] == "P(match) = 0.750"

@@ -22,6 +22,7 @@ from torch import Tensor
 from mmcourse.data import (
     ZERO_SHOT_TEMPLATES,
     CaptionDataset,
+    Scenes,
     Tokenizer,
     caption,
     caption_is_correct,
@@ -189,6 +190,7 @@ class TestData:
     one object changed (a hard negative), and another scene's caption (a random negative); single-shape images
     with their class for zero-shot."""
 
+    scenes: Scenes
     images: Tensor
     tokens: Tensor
     objects: list[list[dict]]
@@ -212,7 +214,7 @@ def test_data(visual: VisionTransformer, n: int = 1000, seed: int = 1000) -> Tes
     rand = [texts[(i + s) % n] for i, s in enumerate(shift.tolist())]
     singles = sample_scenes(n, seed + 1, max_objects=1, split="train")
     images = render(scenes, 32, seed)
-    return TestData(images, image_tokens(visual, images), objects, texts, hard, rand,
+    return TestData(scenes, images, image_tokens(visual, images), objects, texts, hard, rand,
                     image_tokens(visual, render(singles, 32, seed + 1)), singles.label[:, 0])
 
 

@@ -244,7 +244,8 @@ def _test_capfilt_select(fn):
     for P, threshold in [(6, 0.5), (10, 0.8), (1, 0.5), (8, 0.3)]:
         web = [f"web caption {i}" for i in range(P)]
         syn = [f"synthetic caption {i}" for i in range(P)]
-        web_scores, syn_scores = torch.rand(P, generator=g), torch.rand(P, generator=g)
+        # float64: a score set to the threshold equals it exactly, however the answer compares
+        web_scores, syn_scores = torch.rand(2, P, generator=g, dtype=torch.float64)
         web_scores[0], syn_scores[-1] = threshold, min(1.0, threshold + 0.1)  # a score exactly at the threshold
         if P > 2:
             web_scores[1], syn_scores[1] = 0.9 * threshold, 0.5 * threshold  # an image that keeps nothing
