@@ -223,17 +223,11 @@ def _device(model: BLIP) -> torch.device:
 
 
 @torch.no_grad()
-def itm_accuracy(model: BLIP, tokens: Tensor, positives: Sequence[str], negatives: Sequence[str],
-                 batch_size: int = 500) -> float:
+def itm_accuracy(model: BLIP, tokens: Tensor, positives: Sequence[str], negatives: Sequence[str]) -> float:
     """Accuracy of P(match) > 0.5 over the 2N pairs: each image with its caption (a match) and with its negative."""
-    tok, dev = tokenizer(), _device(model)
-    correct = 0
-    for start in range(0, len(tokens), batch_size):
-        x = tokens[start:start + batch_size].to(dev)
-        for texts, match in ((positives, True), (negatives, False)):
-            p = model.itm_prob(x, encode(texts[start:start + batch_size], tok).to(dev))
-            correct += int(((p > 0.5) == match).sum())
-    return correct / (2 * len(tokens))
+    images = torch.arange(len(tokens))
+    p_pos, p_neg = (match_probs(model, Pairs(tokens, images, list(texts))) for texts in (positives, negatives))
+    return ((p_pos > 0.5).sum() + (p_neg <= 0.5).sum()).item() / (2 * len(tokens))
 
 
 @torch.no_grad()
