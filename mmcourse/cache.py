@@ -69,6 +69,11 @@ def read_verified(path: Path) -> dict[str, torch.Tensor] | None:
 def write(path: Path, state: dict[str, torch.Tensor]) -> None:
     """Write weights then manifest, each atomically; the manifest (written last) marks the entry complete."""
     state = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    seen = set()  # safetensors refuses tensors that share memory (tied weights): store each copy on its own
+    for k, v in state.items():
+        if v.data_ptr() in seen:
+            state[k] = v.clone()
+        seen.add(v.data_ptr())
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:

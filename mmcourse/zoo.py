@@ -23,7 +23,10 @@ from mmcourse import cache
 
 __all__ = ["RECIPES", "Recipe", "register", "load", "save", "cached_path"]
 
-RECIPES = {"clip-tiny": "mmcourse.recipes.clip_tiny"}  # entry name -> recipe module
+RECIPES = {  # entry name -> recipe module
+    "clip-tiny": "mmcourse.recipes.clip_tiny",
+    "tiny-lm": "mmcourse.recipes.tiny_lm",
+}
 
 
 @dataclass(frozen=True)

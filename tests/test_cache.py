@@ -49,3 +49,18 @@ def test_cache_path_that_is_a_file_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("MMCOURSE_CACHE", str(blocker / "cache"))
     with pytest.raises(cache.CacheError, match="not writable.*MMCOURSE_CACHE"):
         cache.cache_dir()
+
+
+def test_tied_weights_are_written_and_load_back_tied(tmp_path):
+    """safetensors refuses tensors that share memory; a decoder whose LM head is its token embedding still caches."""
+    from mmcourse.nn import TextDecoder
+
+    make = lambda: TextDecoder(12, 6, 8, 1, 2, eot_id=2, pad_id=0)  # noqa: E731
+    torch.manual_seed(0)
+    model = make()
+    assert model.lm_head.weight is model.token_embedding.weight
+    cache.write(tmp_path / "lm.safetensors", model.state_dict())
+    loaded = make()
+    loaded.load_state_dict(cache.read_verified(tmp_path / "lm.safetensors"))
+    assert loaded.lm_head.weight is loaded.token_embedding.weight
+    torch.testing.assert_close(loaded.token_embedding.weight, model.token_embedding.weight, rtol=0, atol=0)
