@@ -7,8 +7,14 @@ and trained in two stages.
     train(model, stage=2)                          # instruction tuning: projector + LM, multi-turn questions
     evaluate(model, vqa_sets(visual))              # official VQA accuracy on new images: seen and held-out pairs
 
-Training images have 1-3 shapes of the 20 training colour-shape pairs. "seen" test images are new scenes of those
-pairs; "held-out" test images show only the 4 pairs that neither CLIP nor LLaVA ever saw in an image.
+Training images have 1-3 shapes of the 20 training colour-shape pairs, new ones at every step (`stream`). "seen"
+test images are new scenes of those pairs; "held-out" test images show only the 4 pairs that neither CLIP nor LLaVA
+ever saw in an image.
+
+Not yet at the chapter's bar (seed 0, two threads): stage 2 alone, 800 steps (about 90 s), reaches an official VQA
+accuracy of 0.68 on seen pairs and 0.58 on held-out ones; 1 500 steps 0.75 / 0.56. Relation questions stay near
+chance. Linear or MLP projector, penultimate, last or first-layer features, a wider language model, more
+questions per image and 16 merged tokens instead of 64 all land within a few points of each other.
 """
 
 from __future__ import annotations
@@ -36,14 +42,12 @@ from mmcourse.nn import TextDecoder, VisionTransformer
 from mmcourse.train import History, fit
 from mmcourse.utils import check_tensor, get_device, make_generator, python_rng, seed_everything
 
-__all__ = ["VERSION", "TRAIN_IMAGES", "BATCH_SIZE", "STAGES", "HYPER", "patch_features", "KINDS", "conversation",
+__all__ = ["BATCH_SIZE", "STAGES", "HYPER", "patch_features", "KINDS", "conversation",
            "stream", "build", "train", "VQASet", "vqa_set", "vqa_sets", "answer",
            "vqa_score", "evaluate", "prompts"]
 
-VERSION = 1
-TRAIN_IMAGES = 5000
 BATCH_SIZE = 32
-STAGES = {1: dict(steps=150, lr=2e-3, warmup=15), 2: dict(steps=400, lr=1e-3, warmup=40)}
+STAGES = {1: dict(steps=150, lr=2e-3, warmup=15), 2: dict(steps=800, lr=2e-3, warmup=40)}
 HYPER = dict(betas=(0.9, 0.98), weight_decay=0.0, grad_clip=1.0)
 QUESTIONS = (1, 3)  # questions per training conversation, at least and at most
 
@@ -71,9 +75,9 @@ def conversation(objects: list[dict], rng: random.Random, kind: str) -> list[tup
     raise ValueError(f"kind: expected one of {KINDS}, got {kind!r}")
 
 
-def stream(visual: VisionTransformer, kind: str, batch_size: int = BATCH_SIZE, seed: int = 0):
+def stream(visual: VisionTransformer, kind: str, batch_size: int = BATCH_SIZE, seed: int = 0, layer: int = -2):
     """step -> {"ids", "labels", "features"}: batch_size new scenes of 1-3 shapes (training pairs only) per step,
-    their frozen patch features, a conversation of `kind` about each. No image is ever seen twice."""
+    their frozen patch features after block `layer`, a conversation of `kind` about each. No image is seen twice."""
     tok = chat_tokenizer()
 
     def batch(step: int) -> dict:
@@ -83,7 +87,8 @@ def stream(visual: VisionTransformer, kind: str, batch_size: int = BATCH_SIZE, s
         rows = [tokenize_conversation(conversation(scenes.objects(i), rng, kind), tok) for i in range(batch_size)]
         ids, labels = pad_conversations(rows, tok.pad_id)
         return {"ids": ids, "labels": labels,
-                "features": patch_features(visual, render(scenes, 32, make_generator(seed, f"llava-render/{step}")))}
+                "features": patch_features(visual, render(scenes, 32, make_generator(seed, f"llava-render/{step}")),
+                                           layer)}
 
     return batch
 
@@ -112,7 +117,7 @@ def train(model: LLaVA, stage: int, tune_lm: bool = True, batch_size: int = BATC
 
     fit_kw = {"desc": f"stage {stage}", **HYPER, **STAGES[stage], **fit_kw}
     steps = fit_kw.pop("steps")
-    data = stream(model.vision_tower, KINDS[stage - 1], batch_size, seed + 100 * stage)
+    data = stream(model.vision_tower, KINDS[stage - 1], batch_size, seed + 100 * stage, model.feature_layer)
     return fit(model, step, data, steps, device=device or get_device(), **fit_kw)
 
 
