@@ -73,6 +73,8 @@ def record(
 ) -> Result:
     """Record a headline number against `bar`. A miss raises BarNotMet in strict mode (tests, CI) and warns
     otherwise. Display the returned Result in a notebook."""
+    if not isinstance(higher_is_better, bool):
+        raise TypeError(f"higher_is_better: expected True or False, got {higher_is_better!r}")
     value = float(value)
     from .utils import get_device
 

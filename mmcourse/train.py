@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from mmcourse.utils import get_device
+from mmcourse.utils import check_number, describe, get_device
 
 __all__ = ["fit", "History", "param_groups", "to_device", "warmup_cosine"]
 
@@ -91,8 +91,12 @@ def fit(
     `eval_every` steps and at the end (model in eval mode, no grad); `stop_when(metrics)` ends training early.
     after_step(model) runs after each optimiser step (e.g. to clamp CLIP's logit scale).
     """
-    if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive int, got {steps!r}")
+    check_number(steps, "steps", integer=True, low=1)
+    check_number(lr, "lr", low=0, low_open=True)
+    check_number(weight_decay, "weight_decay", low=0)
+    check_number(warmup, "warmup", integer=True, low=0)
+    if grad_clip is not None:
+        check_number(grad_clip, "grad_clip", low=0, low_open=True)  # 0 stops learning, < 0 climbs the loss
     device = torch.device(device) if device is not None else get_device()
     model.to(device)
     if optimizer is None:
@@ -106,6 +110,11 @@ def fit(
         model.train()
         out = loss_fn(model, to_device(next(batches), device))
         loss, extra = out if isinstance(out, tuple) else (out, {})
+        if not isinstance(loss, torch.Tensor) or loss.ndim != 0 or not loss.requires_grad:
+            raise ValueError(f"{desc}: loss_fn must return a scalar tensor that depends on the trainable "
+                             f"parameters (or (loss, dict)), got {describe(loss)}"
+                             + ("" if not isinstance(loss, torch.Tensor) or loss.requires_grad
+                                else " without a gradient (computed under no_grad, or detached?)"))
         if not torch.isfinite(loss):
             raise FloatingPointError(f"{desc}: the loss is {loss.item()} at step {step}; lower the learning rate?")
         optimizer.zero_grad(set_to_none=True)
@@ -144,10 +153,15 @@ def _evaluate(model: torch.nn.Module, eval_fn) -> dict[str, float]:
 
 
 def _cycle(iterable: Iterable):
+    """The batches of `iterable` again and again; a one-shot iterator that runs out is a clear error."""
+    seen = 0
     while True:
-        empty = True
+        before = seen
         for batch in iterable:
-            empty = False
+            seen += 1
             yield batch
-        if empty:
-            raise ValueError("fit: the data iterable yielded no batches")
+        if seen == before:
+            if seen == 0:
+                raise ValueError("fit: the data iterable yielded no batches")
+            raise ValueError(f"fit: the data ran out after {seen} batches and cannot be iterated again (an iterator "
+                             "or generator?): pass a list, a DataLoader, or a function step -> batch")

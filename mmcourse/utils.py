@@ -9,13 +9,15 @@ never share numbers and adding a new stream never shifts an old one. `python_rng
 from __future__ import annotations
 
 import hashlib
+import math
+import numbers
 import os
 import random
 
 import numpy as np
 import torch
 
-__all__ = ["make_generator", "python_rng", "seed_everything", "get_device", "check_tensor", "describe"]
+__all__ = ["make_generator", "python_rng", "seed_everything", "get_device", "check_tensor", "check_number", "describe"]
 
 
 def make_generator(seed: int | torch.Generator, stream: str = "") -> torch.Generator:
@@ -97,6 +99,23 @@ def check_tensor(x, name: str, shape: tuple | None = None, dtype=None, ndim: int
         raise TypeError(f"{name}: expected an integer tensor, got dtype {x.dtype}")
     if isinstance(dtype, torch.dtype) and x.dtype != dtype:
         raise TypeError(f"{name}: expected dtype {dtype}, got {x.dtype}")
+
+
+def check_number(x, name: str, *, integer: bool = False, low: float | None = None, high: float | None = None,
+                 low_open: bool = False):
+    """Return x if it is a finite real number (an int when `integer`; bools refused) in [low, high] (low itself
+    excluded when low_open); else raise a TypeError / ValueError naming the argument, what it must be and what came."""
+    kind = "an int" if integer else "a number"
+    ok_type = isinstance(x, numbers.Integral) if integer else isinstance(x, numbers.Real)
+    if isinstance(x, bool) or not ok_type:
+        raise TypeError(f"{name}: expected {kind}, got {describe(x)}")
+    if not math.isfinite(x):
+        raise ValueError(f"{name}: expected a finite number, got {x}")
+    if (low is not None and (x < low or (low_open and x == low))) or (high is not None and x > high):
+        lo = "" if low is None else f"{'>' if low_open else '>='} {low:g}"
+        hi = "" if high is None else f"<= {high:g}"
+        raise ValueError(f"{name}: expected {kind} {' and '.join(b for b in (lo, hi) if b)}, got {x}")
+    return x
 
 
 def _shape_str(shape) -> str:

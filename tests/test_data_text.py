@@ -210,3 +210,15 @@ def test_extra_tokens_come_after_the_words():
     assert extended.stoi["<enc>"] == len(plain) and extended.vocab_size == len(plain) + 2
     with pytest.raises(ValueError, match="extra_tokens"):
         Tokenizer(extra_tokens=("red",))
+
+
+def test_decoding_an_id_outside_the_vocabulary_and_a_zero_context_are_errors():
+    tok = Tokenizer()
+    with pytest.raises(ValueError, match=r"token ids must be ints in \[0, \d+\), got \[-1\]"):
+        tok.decode([1, -1, 2])  # would wrap to the last word
+    with pytest.raises(ValueError, match="got \\[1000\\]"):
+        tok.decode(torch.tensor([1000]))
+    with pytest.raises(ValueError, match="context_length must be >= 2"):
+        tok(["a red circle"], 0)  # 0 used to mean "as long as the longest"
+    with pytest.raises(TypeError, match="context_length: expected an int"):
+        tok(["a red circle"], 4.5)

@@ -114,3 +114,11 @@ def test_shape_twins_differ_in_one_shape_and_stay_valid():
     kept = (t.center == s.center).all(-1).all(-1)
     assert 0.5 < kept.float().mean() < 1  # laid out anew only where the new shape does not fit
     assert torch.equal(shape_twins(s, seed=4).shape, t.shape)
+
+
+def test_indexing_one_scene_out_of_range_is_an_error():
+    scenes = sample_scenes(3, 0)
+    assert len(scenes[2]) == 1 and scenes[-1].objects(0) == scenes[2].objects(0)
+    for i in (3, -4):
+        with pytest.raises(IndexError, match=f"scene index {i} out of range for 3 scenes"):
+            scenes[i]

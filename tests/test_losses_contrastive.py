@@ -96,3 +96,15 @@ def test_losses_validate_inputs():
         siglip_loss(x, y, 1.0, torch.zeros(2))
     with pytest.raises(TypeError, match="floating-point"):
         clip_loss(torch.ones(4, 16, dtype=torch.long), y, 1.0)
+
+
+@pytest.mark.parametrize("loss", [lambda x, y, s: clip_loss(x, y, s), lambda x, y, s: siglip_loss(x, y, s, -1.0)])
+def test_a_scale_that_rewards_wrong_pairs_and_an_empty_batch_are_refused(loss):
+    x, y = torch.randn(4, 8), torch.randn(4, 8)
+    for s in (0.0, -2.0, torch.tensor(-1.0)):
+        with pytest.raises(ValueError, match="logit_scale: expected a number > 0"):
+            loss(x, y, s)
+    with pytest.raises(ValueError, match="logit_scale: expected a finite number"):
+        loss(x, y, math.nan)
+    with pytest.raises(ValueError, match="batch is empty"):
+        loss(torch.randn(0, 8), torch.randn(0, 8), 1.0)

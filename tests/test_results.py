@@ -41,3 +41,8 @@ def test_collect_reads_results_from_notebook_outputs(tmp_path):
     assert found == [r]
     table = results.table(found)
     assert "| 01 | shape accuracy | 0.98 | ≥ 0.95 | 42 | cpu |" in table.splitlines()
+
+
+def test_higher_is_better_must_be_a_bool():
+    with pytest.raises(TypeError, match="higher_is_better: expected True or False, got 'no'"):
+        results.record("00", "x", 1.0, 0.5, higher_is_better="no")

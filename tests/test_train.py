@@ -63,7 +63,7 @@ def test_after_step_runs_every_step():
 
 def test_bad_input_is_a_clear_error():
     x, y = _regression()
-    with pytest.raises(ValueError, match="positive int"):
+    with pytest.raises(ValueError, match="steps: expected an int >= 1, got 0"):
         fit(torch.nn.Linear(4, 1), _loss, lambda s: (x, y), steps=0, progress=False)
     frozen = torch.nn.Linear(4, 1).requires_grad_(False)
     with pytest.raises(ValueError, match="no trainable parameters"):
@@ -73,6 +73,43 @@ def test_bad_input_is_a_clear_error():
     with pytest.raises(FloatingPointError, match="step 0"):
         fit(torch.nn.Linear(4, 1), lambda m, b: m(b).sum() * math.inf, lambda s: x, steps=1, device="cpu",
             progress=False)
+
+
+@pytest.mark.parametrize("kw, error, message", [
+    (dict(grad_clip=-1.0), ValueError, "grad_clip: expected a number > 0, got -1.0"),  # would climb the loss
+    (dict(grad_clip=0.0), ValueError, "grad_clip: expected a number > 0, got 0.0"),  # would stop all learning
+    (dict(lr=0.0), ValueError, "lr: expected a number > 0"),
+    (dict(lr=math.nan), ValueError, "lr: expected a finite number"),
+    (dict(warmup=-3), ValueError, "warmup: expected an int >= 0"),
+    (dict(weight_decay=-0.1), ValueError, "weight_decay: expected a number >= 0"),
+    (dict(steps=2.0), TypeError, "steps: expected an int, got float 2.0"),
+    (dict(steps=True), TypeError, "steps: expected an int, got bool"),
+])
+def test_arguments_that_would_train_wrongly_are_refused(kw, error, message):
+    x, y = _regression()
+    with pytest.raises(error, match=message):
+        fit(torch.nn.Linear(4, 1), _loss, lambda s: (x, y), **{"steps": 1, **kw}, device="cpu", progress=False)
+
+
+def test_a_loss_that_cannot_train_is_refused():
+    x, y = _regression()
+    with pytest.raises(ValueError, match="scalar tensor .* got Tensor\\(shape=\\(256,\\)"):
+        fit(torch.nn.Linear(4, 1), lambda m, b: (m(b[0]).squeeze(-1) - b[1]) ** 2, lambda s: (x, y), steps=1,
+            device="cpu", progress=False)
+    with pytest.raises(ValueError, match="without a gradient"):
+        fit(torch.nn.Linear(4, 1), lambda m, b: _loss(m, b).detach(), lambda s: (x, y), steps=1, device="cpu",
+            progress=False)
+    with pytest.raises(ValueError, match="got float"):
+        fit(torch.nn.Linear(4, 1), lambda m, b: _loss(m, b).item(), lambda s: (x, y), steps=1, device="cpu",
+            progress=False)
+
+
+def test_a_one_shot_iterator_that_runs_out_says_so():
+    x, y = _regression()
+    with pytest.raises(ValueError, match="ran out after 2 batches and cannot be iterated again"):
+        fit(torch.nn.Linear(4, 1), _loss, iter([(x, y), (x, y)]), steps=3, device="cpu", progress=False)
+    h = fit(torch.nn.Linear(4, 1), _loss, [(x, y), (x, y)], steps=3, device="cpu", progress=False)  # a list cycles
+    assert len(h.loss) == 3
 
 
 def test_warmup_cosine_shape():

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from mmcourse.data.world import COLOUR_NAMES, SHAPES, SIZES, check_names
-from mmcourse.utils import check_tensor
+from mmcourse.utils import check_number, check_tensor
 
 __all__ = [
     "ZERO_SHOT_TEMPLATES", "ANSWERS", "QUESTION_TYPES", "DIRECTIONS", "SPEEDS", "NUMBER_WORDS",
@@ -376,6 +376,9 @@ class Tokenizer:
     def decode(self, ids) -> str:
         """Text of one row of ids, up to the first <eot>, without special tokens except <image>/<unk>."""
         ids = ids.tolist() if isinstance(ids, Tensor) else list(ids)
+        bad = [i for i in ids if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < len(self.itos)]
+        if bad:
+            raise ValueError(f"decode: token ids must be ints in [0, {len(self.itos)}), got {bad[:5]}")
         words = []
         for i in ids:
             if i == EOT_ID:
@@ -397,7 +400,9 @@ def pad_batch(rows: list[list[int]], context_length: int | None = None, truncate
     """
     if len(rows) == 0:
         raise ValueError("pad_batch: empty list of rows")
-    L = context_length or max(len(r) for r in rows)
+    if context_length is not None:
+        check_number(context_length, "context_length", integer=True)
+    L = max(len(r) for r in rows) if context_length is None else context_length
     if L < 2:
         raise ValueError(f"context_length must be >= 2 (room for <sot> and <eot>), got {L}")
     ids = torch.full((len(rows), L), PAD_ID, dtype=torch.long)

@@ -145,7 +145,9 @@ class Scenes:
     def __getitem__(self, index) -> Scenes:
         """Scenes selected by an index, slice, or index tensor along N."""
         if isinstance(index, int):
-            index = slice(index, index + 1)
+            if not -len(self) <= index < len(self):
+                raise IndexError(f"scene index {index} out of range for {len(self)} scenes")
+            index = slice(index % len(self), index % len(self) + 1)
         return Scenes(*(getattr(self, f.name)[index] for f in fields(self)))
 
     def to(self, device) -> Scenes:

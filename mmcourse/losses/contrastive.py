@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mmcourse.utils import check_tensor
+from mmcourse.utils import check_number, check_tensor
 
 __all__ = ["clip_loss", "siglip_loss", "symmetric_cross_entropy"]
 
@@ -55,10 +55,14 @@ def _normalized_pair(image_features: Tensor, text_features: Tensor, logit_scale)
     check_tensor(image_features, "image_features", shape=("B", "D"), dtype="float")
     B, D = image_features.shape
     check_tensor(text_features, "text_features", shape=(B, D), dtype="float")
-    _check_scalar(logit_scale, "logit_scale")
+    if B == 0:
+        raise ValueError("image_features: the batch is empty (B = 0); a contrastive loss needs at least one pair")
+    _check_scalar(logit_scale, "logit_scale", positive=True)
     return F.normalize(image_features, dim=-1), F.normalize(text_features, dim=-1)
 
 
-def _check_scalar(value, name: str) -> None:
+def _check_scalar(value, name: str, positive: bool = False) -> None:
     if isinstance(value, Tensor) and value.numel() != 1:
         raise ValueError(f"{name}: expected a scalar, got a tensor of shape {tuple(value.shape)}")
+    v = float(value.detach()) if isinstance(value, Tensor) else value
+    check_number(v, name, low=0 if positive else None, low_open=positive)  # s <= 0 would reward wrong pairs
