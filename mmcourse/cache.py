@@ -1,9 +1,10 @@
 """The model cache: a directory of safetensors files, each written atomically and verified when read.
 
 `$MMCOURSE_CACHE` (default `~/.cache/mmcourse`) holds `<entry>.safetensors` plus a `.json` manifest with the
-file's SHA-256. Files are written to a temporary name and renamed (never half-written), the manifest last, so an
-entry without one is incomplete; a file whose checksum does not match is reported and removed (the caller rebuilds
-it); `lock` keeps two processes (two notebooks, pytest-xdist workers) from building the same entry at once.
+file's SHA-256. Files are written to temporary names and renamed (never half-written), the manifest last, so an
+entry without one is incomplete. `lock` keeps two processes (two notebooks, pytest-xdist workers) from building
+the same entry at once. A reader without the lock treats a mismatch as "not there yet" (a writer may be between
+its two renames); only a holder of the lock calls an entry corrupt, removes it and rebuilds it.
 """
 
 from __future__ import annotations
@@ -27,16 +28,14 @@ class CacheError(RuntimeError):
 
 
 def cache_dir() -> Path:
-    """The cache directory: $MMCOURSE_CACHE, else ~/.cache/mmcourse. Created if missing; must be writable."""
+    """The cache directory: $MMCOURSE_CACHE, else ~/.cache/mmcourse, created if missing. It may be read-only:
+    verified entries load from it, and only building a missing one (`lock`, `write`) needs write access."""
     path = Path(os.environ.get("MMCOURSE_CACHE") or Path.home() / ".cache" / "mmcourse").expanduser()
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = tempfile.NamedTemporaryFile(dir=path, prefix=".probe-")
-        probe.close()
     except OSError as e:
-        raise CacheError(
-            f"the model cache {path} is not writable ({e.strerror}); set MMCOURSE_CACHE to a writable directory"
-        ) from None
+        raise CacheError(f"the model cache {path} cannot be created ({e.strerror}); set MMCOURSE_CACHE to a "
+                         "writable directory") from None
     return path
 
 
@@ -48,8 +47,13 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def read_verified(path: Path) -> dict[str, torch.Tensor] | None:
-    """The cached state dict, or None if absent; a corrupt or unverifiable entry is reported and removed."""
+def read_verified(path: Path, repair: bool = True) -> dict[str, torch.Tensor] | None:
+    """The cached state dict, or None if absent or damaged (a wrong checksum, unreadable or non-finite weights).
+
+    repair=True (the caller holds `lock(path)`): a damaged entry is reported and removed, so the caller rebuilds
+    it. repair=False (no lock held): it is only reported as None, since a writer may be replacing it right now.
+    A permission error is not damage: it raises CacheError and leaves the entry alone.
+    """
     manifest = path.with_suffix(".json")
     if not path.exists() or not manifest.exists():
         return None
@@ -57,37 +61,61 @@ def read_verified(path: Path) -> dict[str, torch.Tensor] | None:
         expected = json.loads(manifest.read_text())["sha256"]
         if _sha256(path) != expected:
             raise ValueError("checksum mismatch")
-        return load_file(path)
+        state = load_file(path)
+        bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+        if bad:
+            raise ValueError(f"non-finite weights in {', '.join(bad[:3])}")
+        return state
+    except PermissionError as e:
+        raise CacheError(f"cannot read the cache entry {path} ({e.strerror}); fix its permissions or set "
+                         "MMCOURSE_CACHE to another directory") from None
     except Exception as e:  # any damage: rebuild rather than load garbage
-        warnings.warn(f"cache entry {path} is corrupt ({e}); rebuilding it", stacklevel=3)
-        for p in (path, manifest):
-            with contextlib.suppress(FileNotFoundError):
-                p.unlink()
+        if repair:
+            warnings.warn(f"cache entry {path} is corrupt ({e}); rebuilding it", stacklevel=3)
+            for p in (path, manifest):
+                with contextlib.suppress(FileNotFoundError):
+                    p.unlink()
         return None
 
 
 def write(path: Path, state: dict[str, torch.Tensor]) -> None:
-    """Write weights then manifest, each atomically; the manifest (written last) marks the entry complete."""
+    """Write weights and manifest, each to a temporary file first, then rename weights, then manifest: a reader
+    never sees a half-written file, and a failure (a full disk) before the renames leaves the old entry whole.
+
+    Call it holding `lock(path)`: it then also removes temporary files that killed writers left behind.
+    Non-finite weights are refused (ValueError) rather than cached."""
     state = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise ValueError(f"refusing to cache non-finite weights (NaN or inf in {', '.join(bad[:3])})")
     seen = set()  # safetensors refuses tensors that share memory (tied weights): store each copy on its own
     for k, v in state.items():
         if v.data_ptr() in seen:
             state[k] = v.clone()
         seen.add(v.data_ptr())
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(state, tmp)
-        digest = _sha256(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
+    for stale in path.parent.glob(f".{path.stem}.*.tmp"):  # under the lock, only a dead writer's
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+            stale.unlink()
+    temps = []
+    try:
+        for suffix in (".safetensors.tmp", ".json.tmp"):
+            try:
+                fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=suffix)
+            except PermissionError as e:
+                raise CacheError(f"the model cache {path.parent} is not writable ({e.strerror}); set MMCOURSE_CACHE "
+                                 "to a writable directory") from None
+            os.close(fd)
+            temps.append(tmp)
+        save_file(state, temps[0])
+        with open(temps[1], "w") as f:
+            json.dump({"sha256": _sha256(Path(temps[0]))}, f)
+        os.replace(temps[0], path)
+        os.replace(temps[1], path.with_suffix(".json"))
+    except BaseException:
+        for tmp in temps:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
         raise
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".json.tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump({"sha256": digest}, f)
-    os.replace(tmp, path.with_suffix(".json"))
 
 
 @contextlib.contextmanager
@@ -99,7 +127,12 @@ def lock(path: Path):
     except ImportError:
         yield
         return
-    with open(path, "w") as f:
+    try:  # never follow a symlink (opening one for writing would touch its target), never truncate
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    except OSError as e:
+        raise CacheError(f"cannot lock {path} ({e.strerror}): the model cache must be a writable directory of "
+                         "plain files; set MMCOURSE_CACHE to another directory") from None
+    with os.fdopen(fd, "w") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield

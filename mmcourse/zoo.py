@@ -12,6 +12,7 @@ training changes: entries are stored as `<name>-v<version>.safetensors`.
 from __future__ import annotations
 
 import importlib
+import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from pathlib import Path
 import torch
 
 from mmcourse import cache
+from mmcourse.utils import check_number
 
 __all__ = ["RECIPES", "Recipe", "register", "load", "save", "cached_path"]
 
@@ -38,11 +40,16 @@ class Recipe:
 
 
 _EXTRA: dict[str, Recipe] = {}
+_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*(\.[a-z0-9_-]+)*")  # a file name: no "/", no ".."
 
 
 def register(name: str, version: int, build: Callable[[], torch.nn.Module],
              train: Callable[[torch.nn.Module], None]) -> Recipe:
     """Add a recipe that is not one of the course's modules (your own model, a test's toy)."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ValueError(f"zoo entry names are lower-case letters, digits, '-', '_' and '.', starting with a letter "
+                         f"or digit (they become file names in the cache), got {name!r}")
+    check_number(version, "version", integer=True, low=0)
     _EXTRA[name] = Recipe(name, version, build, train)
     return _EXTRA[name]
 
@@ -67,7 +74,7 @@ def load(name: str, device: str | torch.device = "cpu", verbose: bool = True) ->
     r = _get(name)
     path = cached_path(name)
     model = r.build()
-    state = cache.read_verified(path)
+    state = cache.read_verified(path, repair=False)  # without the lock: a writer may be replacing it right now
     if state is None:
         with cache.lock(path.with_suffix(".lock")):
             state = cache.read_verified(path)  # another process may have finished it while we waited
@@ -93,12 +100,18 @@ def save(name: str, model: torch.nn.Module) -> Path:
     """Cache `model` as the entry `name`; returns its path. Only for a model trained by that recipe's own training
     (e.g. the chapter that owns the recipe, training it in view): later `load(name)` calls return these weights.
 
-    The weights must fit the recipe's model (same keys and shapes), else ValueError names the difference."""
+    ValueError when the weights do not fit the recipe's model (it names the difference), are still the recipe's
+    initialisation (an untrained model) or hold NaN / inf."""
     r = _get(name)
+    fresh = r.build()
+    initial = {k: v.clone() for k, v in fresh.state_dict().items()}
     try:
-        r.build().load_state_dict(model.state_dict())
+        fresh.load_state_dict(model.state_dict())
     except RuntimeError as e:
         raise ValueError(f"zoo.save: this model does not fit the {name!r} recipe: {e}") from None
+    if all(torch.equal(v.detach().cpu(), initial[k]) for k, v in model.state_dict().items()):
+        raise ValueError(f"zoo.save: this {name!r} model is untrained (its weights are the recipe's "
+                         "initialisation); train it first")
     path = cached_path(name)
     with cache.lock(path.with_suffix(".lock")):
         cache.write(path, model.state_dict())

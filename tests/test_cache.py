@@ -34,20 +34,63 @@ def test_absent_entry_reads_as_none_and_a_damaged_one_is_removed(tmp_path):
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
-def test_unwritable_cache_dir_is_a_clear_error(tmp_path, monkeypatch):
+def test_a_read_only_cache_serves_its_entries_and_refuses_writes_clearly(tmp_path, monkeypatch):
     ro = tmp_path / "ro"
     ro.mkdir()
+    cache.write(ro / "entry.safetensors", {"w": torch.ones(2)})
     ro.chmod(stat.S_IRUSR | stat.S_IXUSR)
     monkeypatch.setenv("MMCOURSE_CACHE", str(ro))
-    with pytest.raises(cache.CacheError, match="MMCOURSE_CACHE"):
-        cache.cache_dir()
+    assert cache.cache_dir() == ro
+    assert torch.equal(cache.read_verified(ro / "entry.safetensors")["w"], torch.ones(2))
+    with pytest.raises(cache.CacheError, match="not writable.*MMCOURSE_CACHE"):
+        cache.write(ro / "other.safetensors", {"w": torch.ones(2)})
+    with pytest.raises(cache.CacheError, match="cannot lock"):
+        with cache.lock(ro / "other.lock"):
+            pass
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads anything")
+def test_an_unreadable_entry_is_an_error_not_corruption(tmp_path):
+    path = tmp_path / "entry.safetensors"
+    cache.write(path, {"w": torch.ones(2)})
+    path.chmod(0)
+    with pytest.raises(cache.CacheError, match="cannot read the cache entry"):
+        cache.read_verified(path)
+    path.chmod(stat.S_IRUSR | stat.S_IWUSR)
+    assert path.exists()
+
+
+def test_a_failed_manifest_write_leaves_the_old_entry_whole(tmp_path, monkeypatch):
+    path = tmp_path / "entry.safetensors"
+    cache.write(path, {"w": torch.ones(2)})
+    real_dump = cache.json.dump
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cache.json, "dump", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        cache.write(path, {"w": torch.zeros(2)})
+    monkeypatch.setattr(cache.json, "dump", real_dump)
+    assert torch.equal(cache.read_verified(path)["w"], torch.ones(2))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["entry.json", "entry.safetensors"]
+
+
+def test_a_lock_free_read_of_a_mismatched_entry_removes_nothing(tmp_path):
+    path = tmp_path / "entry.safetensors"
+    cache.write(path, {"w": torch.ones(3)})
+    path.with_suffix(".json").write_text('{"sha256": "0"}')
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert cache.read_verified(path, repair=False) is None
+    assert path.exists()
 
 
 def test_cache_path_that_is_a_file_is_a_clear_error(tmp_path, monkeypatch):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     monkeypatch.setenv("MMCOURSE_CACHE", str(blocker / "cache"))
-    with pytest.raises(cache.CacheError, match="not writable.*MMCOURSE_CACHE"):
+    with pytest.raises(cache.CacheError, match="cannot be created.*MMCOURSE_CACHE"):
         cache.cache_dir()
 
 

@@ -177,3 +177,35 @@ def test_a_tensor_made_on_the_cpu_and_used_with_the_inputs_is_caught_without_a_g
 
     with pytest.raises(CheckFailed, match=r"creates a tensor without device= .*\(in `cross_entropy`\)"):
         check("02.clip_loss", clip_loss)
+
+
+def test_an_answer_that_edits_its_input_in_place_fails(scratch_registry):
+    def reference(x):
+        return x.sum()
+
+    def cheat(x):
+        x.zero_()  # the expected answer, computed afterwards from the same x, would be 0 too
+        return x.sum()
+
+    @scratch_registry.register("99.in_place", reference, [])
+    def _test(fn):
+        x = torch.arange(4.0)
+        got = fn(x)
+        scratch_registry.expect_close(got, reference(x), "sum")
+        return 1
+
+    check("99.in_place", reference)
+    with pytest.raises(CheckFailed, match="changed an input tensor in place"):
+        check("99.in_place", cheat)
+
+
+def test_a_string_or_a_nan_is_not_a_number_that_passes():
+    from mmcourse.grading.core import Mismatch, expect_close
+
+    with pytest.raises(Mismatch, match="expected a number"):
+        expect_close("0.5", 0.5, "recall")
+    with pytest.raises(Mismatch, match="wrong value"):
+        expect_close(float("nan"), 0.5, "recall")
+    with pytest.raises(Mismatch, match="1 of 3 values are NaN or infinite, the first at index \\(1,\\)"):
+        expect_close(torch.tensor([1.0, float("nan"), 3.0]), torch.tensor([1.0, 2.0, 3.0]), "loss")
+    expect_close(torch.tensor(0.5), 0.5, "a one-element tensor is a number")

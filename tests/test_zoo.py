@@ -120,3 +120,84 @@ def test_save_refuses_a_model_that_does_not_fit_the_recipe(cache):
     with pytest.raises(ValueError, match=r"(?s)does not fit the .test-toy. recipe: .*Missing key\(s\) .*\"bias\""):
         zoo.save("test-toy", torch.nn.Linear(3, 2, bias=False))
     assert not zoo.cached_path("test-toy").exists()
+
+
+def test_save_refuses_an_untrained_model_and_nan_weights(cache):
+    with pytest.raises(ValueError, match="untrained"):
+        zoo.save("test-toy", _build())
+    broken = _build()
+    with torch.no_grad():
+        broken.weight[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="non-finite weights .*weight"):
+        zoo.save("test-toy", broken)
+    assert not zoo.cached_path("test-toy").exists()
+
+
+def test_an_entry_with_nan_weights_is_rebuilt(cache):
+    zoo.load("test-toy", verbose=False)
+    path = zoo.cached_path("test-toy")
+    state = {"weight": torch.full((2, 3), float("nan")), "bias": torch.zeros(2)}
+    from safetensors.torch import save_file
+
+    save_file(state, path)  # a damaged entry whose manifest matches: only the values are wrong
+    path.with_suffix(".json").write_text(json.dumps({"sha256": model_cache._sha256(path)}))
+    with pytest.warns(UserWarning, match="non-finite weights"):
+        loaded = zoo.load("test-toy", verbose=False)
+    assert torch.isfinite(loaded.weight).all() and _trained_count(cache) == 2
+
+
+def test_a_reader_racing_a_writer_never_deletes_the_fresh_entry(cache, monkeypatch):
+    """A load that reads weights and manifest while a save replaces them sees a mismatch: it must wait for the
+    lock and read again, not call the fresh entry corrupt, delete it and retrain."""
+    zoo.load("test-toy", verbose=False)
+    model = _build()
+    with torch.no_grad():
+        model.weight.fill_(5.0)
+    real_read = model_cache.read_verified
+    calls = []
+
+    def read_mid_write(p, repair=True):
+        calls.append(repair)
+        if len(calls) == 1:  # the writer has renamed the new weights but not yet the new manifest
+            model_cache.write(p, model.state_dict())
+            p.with_suffix(".json").write_text('{"sha256": "an older manifest"}')
+            result = real_read(p, repair)
+            model_cache.write(p, model.state_dict())  # ... and now it has finished
+            return result
+        return real_read(p, repair)
+
+    monkeypatch.setattr(model_cache, "read_verified", read_mid_write)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "corrupt" warning
+        loaded = zoo.load("test-toy", verbose=False)
+    assert calls == [False, True]  # the lock-free read repairs nothing; the second read holds the lock
+    assert torch.equal(loaded.weight, model.weight) and _trained_count(cache) == 1
+
+
+def test_stale_temporary_files_of_a_killed_writer_are_removed(cache):
+    zoo.load("test-toy", verbose=False)
+    path = zoo.cached_path("test-toy")
+    stale = path.parent / f".{path.stem}.abc123.safetensors.tmp"
+    stale.write_bytes(b"half a file")
+    model = _build()
+    with torch.no_grad():
+        model.weight.fill_(2.0)
+    zoo.save("test-toy", model)
+    assert not stale.exists()
+    assert sorted(p.name for p in path.parent.iterdir() if p.name.startswith(".")) == []
+
+
+@pytest.mark.parametrize("name", ["../outside", "a/b", "..", "", "Name"])
+def test_entry_names_that_are_not_plain_file_names_are_refused(name):
+    with pytest.raises(ValueError, match="zoo entry names are"):
+        zoo.register(name, 1, _build, _train)
+
+
+def test_the_lock_never_follows_a_symlink(cache, tmp_path):
+    target = tmp_path / "precious.txt"
+    target.write_text("keep me")
+    path = zoo.cached_path("test-toy")
+    path.with_suffix(".lock").symlink_to(target)
+    with pytest.raises(model_cache.CacheError, match="cannot lock"):
+        zoo.load("test-toy", verbose=False)
+    assert target.read_text() == "keep me"

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -170,17 +171,23 @@ def expect_close(got: Any, expected: Any, what: str, hint: str = "", atol: float
     if isinstance(expected, torch.Tensor):
         _expect_tensor_like(got, expected, what, hint, check_dtype=True)
         g, e = got.detach().cpu().double(), expected.detach().cpu().double()
+        broken = ~torch.isfinite(g) & torch.isfinite(e)
+        if broken.any():
+            where = tuple(int(i) for i in torch.nonzero(broken)[0])
+            fail(f"{what}: {int(broken.sum())} of {g.numel()} values are NaN or infinite, the first at index {where}",
+                 _item(e[where]), _item(g[where]), hint or "look for a division by zero, a log of 0 or an overflow")
         if not torch.allclose(g, e, atol=atol, rtol=rtol, equal_nan=False):
             err = (g - e).abs()
             where = tuple(int(i) for i in torch.nonzero(err == err.max())[0])
             fail(f"{what}: values differ (max abs error {err.max().item():.3g} at index {where})",
                  _item(e[where]), _item(g[where]), hint)
         return
-    try:
-        g = float(got.item() if isinstance(got, torch.Tensor) else got)
-    except (TypeError, ValueError, RuntimeError):
-        fail(f"{what}: expected a number", expected, got, hint)
-    if not abs(g - float(expected)) <= atol + rtol * abs(float(expected)):
+    if isinstance(got, torch.Tensor) and got.numel() == 1:
+        got = got.item()
+    if isinstance(got, bool) or not isinstance(got, numbers.Real):
+        fail(f"{what}: expected a number (a float, or a one-element tensor)", expected, describe(got), hint)
+    g = float(got)
+    if not abs(g - float(expected)) <= atol + rtol * abs(float(expected)):  # False for NaN
         fail(f"{what}: wrong value", expected, g, hint)
 
 
@@ -250,17 +257,20 @@ def _recording(fn: Callable, calls: list) -> Callable:
     def spy(*args, **kwargs):
         inputs = _copy((args, kwargs))
         tensors = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
+        tracer = None
         if tensors and get_device().type == "cpu":
             with DeviceTracer(tensors) as tracer:
                 out = fn(*args, **kwargs)
-            calls.append((inputs, _copy(out)))
-            if tracer.mixed:
-                fail(f"your code creates a tensor without device= and uses it with the inputs (in "
-                     f"`{tracer.mixed[0]}`): on a GPU that tensor would sit on the CPU and the call would fail",
-                     hint="create new tensors on the inputs' device: torch.arange(n, device=x.device)")
         else:
             out = fn(*args, **kwargs)
-            calls.append((inputs, _copy(out)))
+        calls.append((inputs, _copy(out)))
+        if not _same(inputs, (args, kwargs)):  # the expected answer is computed from these same inputs
+            fail("your code changed an input tensor in place", "the inputs unchanged", "a changed input",
+                 "work on a copy (x = x.clone()) or use out-of-place operations (x = x + 1, not x += 1)")
+        if tracer is not None and tracer.mixed:
+            fail(f"your code creates a tensor without device= and uses it with the inputs (in "
+                 f"`{tracer.mixed[0]}`): on a GPU that tensor would sit on the CPU and the call would fail",
+                 hint="create new tensors on the inputs' device: torch.arange(n, device=x.device)")
         return out
 
     return spy
