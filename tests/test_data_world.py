@@ -122,3 +122,10 @@ def test_indexing_one_scene_out_of_range_is_an_error():
     for i in (3, -4):
         with pytest.raises(IndexError, match=f"scene index {i} out of range for 3 scenes"):
             scenes[i]
+
+
+def test_a_nan_centre_never_reaches_the_renderer():
+    scenes = sample_scenes(2, 0)
+    scenes.center[0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="centres must be finite"):
+        render(scenes, 32)

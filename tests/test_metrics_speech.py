@@ -78,3 +78,26 @@ def test_bad_input_raises_clear_errors():
         word_error_rate("a b", ["a b"])
     with pytest.raises(TypeError, match="char_error_rate: expected transcript strings, got list"):
         char_error_rate([["a"]], ["a"])
+
+
+def test_edit_distance_equals_the_textbook_recurrence_on_random_sequences():
+    def textbook(h, r):
+        d = [[i + j if i * j == 0 else 0 for j in range(len(r) + 1)] for i in range(len(h) + 1)]
+        for i in range(1, len(h) + 1):
+            for j in range(1, len(r) + 1):
+                d[i][j] = min(d[i - 1][j - 1] + (h[i - 1] != r[j - 1]), d[i - 1][j] + 1, d[i][j - 1] + 1)
+        return d[-1][-1]
+
+    rng = random.Random(0)
+    for _ in range(200):
+        h = [rng.choice("abc") for _ in range(rng.randint(0, 9))]
+        r = [rng.choice("abcd") for _ in range(rng.randint(0, 9))]
+        assert edit_distance(h, r) == textbook(h, r)
+
+
+def test_long_transcripts_are_scored_in_reasonable_work():
+    """10 000 characters each way (10⁸ cells): the dynamic programme runs row by row in numpy, not cell by cell."""
+    rng = random.Random(1)
+    ref = "".join(rng.choice("ab ") for _ in range(10_000))
+    hyp = ref[:5_000] + "x" + ref[5_001:]
+    assert char_error_rate([hyp], [ref]) == 1 / 10_000

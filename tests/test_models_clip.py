@@ -178,3 +178,13 @@ def test_encode_images_and_texts_in_chunks_equal_one_pass_and_stay_on_the_input_
     assert chunked.device == images.device and not chunked.requires_grad
     with pytest.raises(ValueError, match=r"images: expected shape \(N, 3, H, W\)"):
         encode_images(model, images[0])
+
+
+def test_zero_shot_predict_refuses_nan_class_weights():
+    from mmcourse.models.clip import CLIP, CLIPConfig, zero_shot_predict
+
+    model = CLIP(CLIPConfig.tiny(30, 2)).eval()
+    weights = torch.randn(model.config.embed_dim, 4)
+    weights[0, 1] = float("nan")
+    with pytest.raises(ValueError, match="NaN or inf"):
+        zero_shot_predict(model, torch.rand(2, 3, 32, 32), weights)

@@ -280,6 +280,8 @@ def render(scenes: Scenes, resolution: int = 32, seed: int | torch.Generator = 0
     """
     if not isinstance(resolution, int) or resolution < 8:
         raise ValueError(f"resolution must be an int >= 8, got {resolution!r}")
+    if not torch.isfinite(scenes.center).all():
+        raise ValueError("scenes: object centres must be finite numbers in [0, 1], got NaN or inf")
     device = scenes.shape.device if device is None else torch.device(device)
     g = make_generator(seed, "render")
     images, masks = [], []

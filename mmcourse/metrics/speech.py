@@ -13,19 +13,28 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
 __all__ = ["edit_distance", "word_error_rate", "char_error_rate"]
 
 
 def edit_distance(hypothesis: Sequence, reference: Sequence) -> int:
-    """Levenshtein distance between two sequences (of words, characters or token ids), O(len h * len r)."""
-    previous = list(range(len(reference) + 1))  # distance from the empty hypothesis prefix
-    for i, token in enumerate(hypothesis, start=1):
-        current = [i]
-        for j, target in enumerate(reference, start=1):
-            substitute = previous[j - 1] + (token != target)
-            current.append(min(substitute, previous[j] + 1, current[j - 1] + 1))
-        previous = current
-    return previous[-1]
+    """Levenshtein distance between two sequences (of words, characters or token ids): O(len h · len r) work,
+    one vectorised row of the dynamic programme per hypothesis token.
+
+    Row i holds the distances from the first i hypothesis tokens to every reference prefix; a match or
+    substitution and a deletion come from row i - 1, an insertion from the cell to the left, whose chain
+    min_k (cell_k + j - k) is a running minimum."""
+    ids: dict = {}
+    h = np.array([ids.setdefault(t, len(ids)) for t in hypothesis], dtype=np.int64)
+    r = np.array([ids.setdefault(t, len(ids)) for t in reference], dtype=np.int64)
+    offsets = np.arange(len(r) + 1)
+    previous = offsets.copy()  # distances from the empty hypothesis prefix
+    for i, token in enumerate(h, start=1):
+        from_above = np.minimum(previous[:-1] + (r != token), previous[1:] + 1)  # substitute / match, delete
+        current = np.concatenate(([i], from_above))
+        previous = np.minimum.accumulate(current - offsets) + offsets  # insert: from the left, + 1 per step
+    return int(previous[-1])
 
 
 def word_error_rate(hypotheses: list, references: list) -> float:

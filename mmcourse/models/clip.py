@@ -194,5 +194,7 @@ def zero_shot_predict(model: CLIP, images: Tensor, weights: Tensor, batch_size: 
     """images (N, 3, H, W), weights (embed_dim, n_classes) -> predicted class (N,) by cosine similarity, on the
     images' device. The scores themselves are `encode_images(model, images) @ weights`."""
     check_tensor(weights, "weights", shape=(model.config.embed_dim, "n_classes"), dtype="float")
+    if not torch.isfinite(weights).all():
+        raise ValueError("weights: the class weights hold NaN or inf (every image would get the same class)")
     features = encode_images(model, images, batch_size)
     return (features @ weights.to(features.device)).argmax(dim=-1)
