@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
 import warnings
 from dataclasses import asdict, dataclass
@@ -75,8 +76,13 @@ def record(
     otherwise. Display the returned Result in a notebook."""
     if not isinstance(higher_is_better, bool):
         raise TypeError(f"higher_is_better: expected True or False, got {higher_is_better!r}")
+    from .utils import check_number, get_device
+
+    value = value.item() if hasattr(value, "item") else value  # a one-element tensor or numpy number
+    check_number(bar, "bar")
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"value: expected a number, got {type(value).__name__} {value!r}")
     value = float(value)
-    from .utils import get_device
 
     dev = device or str(get_device())
     result = Result(chapter, metric, value, float(bar), higher_is_better, seconds, dev)

@@ -19,6 +19,7 @@ from torch import Tensor
 
 from mmcourse.data.text import QUESTION_TYPES, Tokenizer, caption, make_question, world_words
 from mmcourse.data.world import check_names
+from mmcourse.utils import check_number
 
 __all__ = ["IMAGE_TOKEN_INDEX", "IGNORE_INDEX", "ROLES", "SYSTEM", "DESCRIBE", "chat_tokenizer", "Tokenized",
            "tokenize_conversation", "pad_conversations", "qa_turns"]
@@ -119,6 +120,7 @@ def qa_turns(objects: list[dict], rng: random.Random, questions: int = 2, *, ima
     of the scene for a text-only conversation, or "" for none). With probability p_describe the first question
     asks for a description and the answer is a caption."""
     check_names(question_types, QUESTION_TYPES, "question type")
+    check_number(questions, "questions", integer=True, low=1)
     types = [t for t in question_types if t != "relation" or len(objects) > 1] or ["count"]
     turns = []
     for k in range(questions):

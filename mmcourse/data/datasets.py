@@ -43,7 +43,7 @@ from mmcourse.data.world import (
     sample_scenes,
     shape_twins,
 )
-from mmcourse.utils import make_generator, python_rng
+from mmcourse.utils import check_number, make_generator, python_rng
 
 __all__ = ["ShapesDataset", "CaptionDataset", "VQADataset", "ObjectSoundDataset", "MovingShapesDataset",
            "AVSpeechDataset", "pad_stack"]
@@ -127,6 +127,7 @@ class CaptionDataset(ShapesDataset):
             pairs = [(COLOUR_NAMES[c], SHAPES[s]) for c, s in allowed_pairs("train", self.held_out)]
         self.described = [objs if ok else corrupt_objects(objs, rng, rng.choice(noise_kinds), pairs)
                           for objs, ok in zip(self.objects, self.clean.tolist(), strict=True)]
+        check_number(captions_per_image, "captions_per_image", integer=True, low=1)
         self.references = [[caption(objs, rng) for _ in range(captions_per_image)] for objs in self.objects]
 
     def set_epoch(self, epoch: int) -> None:
@@ -163,6 +164,7 @@ class VQADataset(ShapesDataset):
                  image_token: bool = True, tokenizer: Tokenizer | None = None, **kw):
         super().__init__(n, resolution, seed, max_objects=max_objects, **kw)
         check_names(question_types, QUESTION_TYPES, "question type")
+        check_number(questions_per_image, "questions_per_image", integer=True, low=1)
         if not 0 <= min_agreement <= 10:
             raise ValueError(f"min_agreement must be in 0..10, got {min_agreement}")
         self.tokenizer = tokenizer or Tokenizer()

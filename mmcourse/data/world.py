@@ -17,7 +17,7 @@ from dataclasses import dataclass, fields
 import torch
 from torch import Tensor
 
-from mmcourse.utils import make_generator
+from mmcourse.utils import check_number, make_generator
 
 __all__ = [
     "COLOURS", "COLOUR_NAMES", "SHAPES", "SIZES", "HELD_OUT", "CLASS_NAMES", "BACKGROUND",
@@ -280,6 +280,10 @@ def render(scenes: Scenes, resolution: int = 32, seed: int | torch.Generator = 0
     """
     if not isinstance(resolution, int) or resolution < 8:
         raise ValueError(f"resolution must be an int >= 8, got {resolution!r}")
+    if not isinstance(scenes, Scenes):
+        raise TypeError(f"scenes: expected a Scenes (from sample_scenes), got {type(scenes).__name__}")
+    check_number(colour_jitter, "colour_jitter", low=0)
+    check_number(noise, "noise", low=0)
     if not torch.isfinite(scenes.center).all():
         raise ValueError("scenes: object centres must be finite numbers in [0, 1], got NaN or inf")
     device = scenes.shape.device if device is None else torch.device(device)

@@ -21,7 +21,12 @@ __all__ = ["clip_loss", "siglip_loss", "symmetric_cross_entropy"]
 
 
 def symmetric_cross_entropy(logits_per_image: Tensor, logits_per_text: Tensor, targets: Tensor) -> Tensor:
-    """Mean of cross-entropy over the image rows and over the text rows; targets (B,) index the positives."""
+    """Mean of cross-entropy over the image rows and over the text rows; targets (B,) index the positives.
+    logits_per_image (B, B'), logits_per_text (B, B'') with rows of scores."""
+    check_tensor(logits_per_image, "logits_per_image", shape=("B", None), dtype="float")
+    B = len(logits_per_image)
+    check_tensor(logits_per_text, "logits_per_text", shape=(B, None), dtype="float")
+    check_tensor(targets, "targets", shape=(B,), dtype="int")
     return (F.cross_entropy(logits_per_image, targets) + F.cross_entropy(logits_per_text, targets)) / 2
 
 

@@ -25,6 +25,10 @@ def lm_loss(logits: Tensor, labels: Tensor, ignore_index: int = -100, label_smoo
     check_tensor(logits, "logits", shape=("B", "L", "V"), dtype="float")
     check_tensor(labels, "labels", shape=logits.shape[:2], dtype="int")
     targets = labels[:, 1:]
+    outside = (targets != ignore_index) & ((targets < 0) | (targets >= logits.shape[-1]))
+    if outside.any():
+        raise ValueError(f"labels: targets must be token ids in [0, {logits.shape[-1]}) or ignore_index="
+                         f"{ignore_index}, got {targets[outside][:5].tolist()}")
     if not (targets != ignore_index).any():
         raise ValueError(f"labels: every target (labels[:, 1:], after the shift) is ignore_index={ignore_index}: "
                          "there is no token to learn from (is the mask inverted, or are the sequences length 1?)")

@@ -48,6 +48,8 @@ import math
 import re
 from collections import Counter
 
+from mmcourse.utils import check_number
+
 __all__ = [
     "tokenize",
     "corpus_bleu",
@@ -123,12 +125,14 @@ def _bleu_from_statistics(matches, totals, hyp_length, ref_length) -> list[float
 
 def rouge_l(hypotheses: list[str], references: list[list[str]], beta: float = 1.2) -> float:
     """Corpus ROUGE-L: the mean over captions of `sentence_rouge_l`."""
+    check_number(beta, "beta", low=0, low_open=True)
     hyps, refs = _tokenize_corpus(hypotheses, references)
     return sum(_rouge_l(hyp, ref_set, beta) for hyp, ref_set in zip(hyps, refs, strict=True)) / len(hyps)
 
 
 def sentence_rouge_l(hypothesis: str, references: list[str], beta: float = 1.2) -> float:
     """ROUGE-L of one caption: F_beta of the best LCS precision and best LCS recall over the references."""
+    check_number(beta, "beta", low=0, low_open=True)
     hyps, refs = _tokenize_corpus([hypothesis], [references])
     return _rouge_l(hyps[0], refs[0], beta)
 
@@ -161,6 +165,7 @@ def _lcs_length(a: list[str], b: list[str]) -> int:
 def cider_d(hypotheses: list[str], references: list[list[str]], n: int = 4, sigma: float = 6.0) -> float:
     """Corpus CIDEr-D (coco-caption's Cider scorer), idf from the reference sets of this corpus."""
     _check_order(n, "n")
+    check_number(sigma, "sigma", low=0, low_open=True)
     hyps, refs = _tokenize_corpus(hypotheses, references)
     idf = _inverse_document_frequency(refs, n)
     scores = [_cider_d(hyp, ref_set, idf, n, sigma) for hyp, ref_set in zip(hyps, refs, strict=True)]
@@ -179,6 +184,7 @@ def sentence_cider_d(
     When `references` is one of the sets in `corpus_references`, this is that caption's score inside
     `cider_d(…, corpus_references)`. Without a corpus the idf is undefined (see the module notes).
     """
+    check_number(sigma, "sigma", low=0, low_open=True)
     _check_order(n, "n")
     hyps, refs = _tokenize_corpus([hypothesis], [references])
     idf = _inverse_document_frequency(_tokenize_references(corpus_references, "corpus_references"), n)

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from mmcourse.nn.attention import KVCache, MultiheadAttention
-from mmcourse.utils import check_tensor
+from mmcourse.utils import check_number, check_tensor
 
 __all__ = ["QuickGELU", "MLP", "ResidualAttentionBlock", "Transformer", "TransformerOutput"]
 
@@ -116,6 +116,7 @@ class Transformer(nn.Module):
     def __init__(self, width: int, layers: int, heads: int, mlp_ratio: float = 4.0, act: str = "gelu",
                  cross_dim: int | None = None, dropout: float = 0.0, norm_first: bool = True):
         super().__init__()
+        check_number(layers, "layers", integer=True, low=0)
         self.width, self.layers, self.heads = width, layers, heads
         self.resblocks = nn.ModuleList(
             ResidualAttentionBlock(width, heads, mlp_ratio, act, cross_dim, dropout, norm_first)
