@@ -62,9 +62,8 @@ def read_verified(path: Path, repair: bool = True) -> dict[str, torch.Tensor] | 
         if _sha256(path) != expected:
             raise ValueError("checksum mismatch")
         state = load_file(path)
-        bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
-        if bad:
-            raise ValueError(f"non-finite weights in {', '.join(bad[:3])}")
+        if bad := _non_finite(state):
+            raise ValueError(f"non-finite weights in {bad}")
         return state
     except PermissionError as e:
         raise CacheError(f"cannot read the cache entry {path} ({e.strerror}); fix its permissions or set "
@@ -78,6 +77,11 @@ def read_verified(path: Path, repair: bool = True) -> dict[str, torch.Tensor] | 
         return None
 
 
+def _non_finite(state: dict[str, torch.Tensor]) -> str:
+    """The names (up to three) of the floating-point tensors that hold NaN or inf; "" when there are none."""
+    return ", ".join([k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()][:3])
+
+
 def write(path: Path, state: dict[str, torch.Tensor]) -> None:
     """Write weights and manifest, each to a temporary file first, then rename weights, then manifest: a reader
     never sees a half-written file, and a failure (a full disk) before the renames leaves the old entry whole.
@@ -85,9 +89,8 @@ def write(path: Path, state: dict[str, torch.Tensor]) -> None:
     Call it holding `lock(path)`: it then also removes temporary files that killed writers left behind.
     Non-finite weights are refused (ValueError) rather than cached."""
     state = {k: v.detach().cpu().contiguous() for k, v in state.items()}
-    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
-    if bad:
-        raise ValueError(f"refusing to cache non-finite weights (NaN or inf in {', '.join(bad[:3])})")
+    if bad := _non_finite(state):
+        raise ValueError(f"refusing to cache non-finite weights (NaN or inf in {bad})")
     seen = set()  # safetensors refuses tensors that share memory (tied weights): store each copy on its own
     for k, v in state.items():
         if v.data_ptr() in seen:

@@ -110,11 +110,11 @@ def fit(
         model.train()
         out = loss_fn(model, to_device(next(batches), device))
         loss, extra = out if isinstance(out, tuple) else (out, {})
-        if not isinstance(loss, torch.Tensor) or loss.ndim != 0 or not loss.requires_grad:
-            raise ValueError(f"{desc}: loss_fn must return a scalar tensor that depends on the trainable "
-                             f"parameters (or (loss, dict)), got {describe(loss)}"
-                             + ("" if not isinstance(loss, torch.Tensor) or loss.requires_grad
-                                else " without a gradient (computed under no_grad, or detached?)"))
+        if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
+            raise ValueError(f"{desc}: loss_fn must return a scalar tensor (or (loss, dict)), got {describe(loss)}")
+        if not loss.requires_grad:
+            raise ValueError(f"{desc}: the loss is a scalar tensor without a gradient (computed under no_grad, "
+                             "or detached?): it must depend on the trainable parameters")
         if not torch.isfinite(loss):
             raise FloatingPointError(f"{desc}: the loss is {loss.item()} at step {step}; lower the learning rate?")
         optimizer.zero_grad(set_to_none=True)

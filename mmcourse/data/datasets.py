@@ -115,6 +115,7 @@ class CaptionDataset(ShapesDataset):
         if not 0 <= noise_fraction <= 1:
             raise ValueError(f"noise_fraction must be in [0, 1], got {noise_fraction}")
         check_names(noise_kinds, ("swap", "unrelated"), "noise kind")
+        check_number(captions_per_image, "captions_per_image", integer=True, low=1)
         self.augment, self.caption_kw, self.epoch = augment, dict(caption_kw or {}), 0
         self.tokenizer, self.context_length = tokenizer or Tokenizer(), context_length
         self.objects = [self.scenes.objects(i) for i in range(n)]
@@ -127,7 +128,6 @@ class CaptionDataset(ShapesDataset):
             pairs = [(COLOUR_NAMES[c], SHAPES[s]) for c, s in allowed_pairs("train", self.held_out)]
         self.described = [objs if ok else corrupt_objects(objs, rng, rng.choice(noise_kinds), pairs)
                           for objs, ok in zip(self.objects, self.clean.tolist(), strict=True)]
-        check_number(captions_per_image, "captions_per_image", integer=True, low=1)
         self.references = [[caption(objs, rng) for _ in range(captions_per_image)] for objs in self.objects]
 
     def set_epoch(self, epoch: int) -> None:
