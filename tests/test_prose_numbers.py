@@ -66,6 +66,10 @@ ALLOW_LIST: dict[str, dict[str, str]] = {
     "04_blip": {
         "-100": "PyTorch's ignore_index for cross-entropy, a convention of the library",
     },
+    "09_fusion": {
+        "2048": "the feed-forward width of nn.TransformerEncoderLayer's defaults, a fact about the library",
+        "0.1": "the dropout of nn.TransformerEncoderLayer's defaults, a fact about the library",
+    },
 }
 
 SMALL_INTEGERS = 12  # bare integers up to this are counts a sentence could spell in words

@@ -5,6 +5,7 @@ curves."""
 from mmcourse.viz.attention import (
     attention_explorer,
     cls_attention_grid,
+    plot_attention_beside,
     plot_attention_maps,
     plot_attention_rollout,
     plot_pos_embedding_similarity,
@@ -18,6 +19,7 @@ from mmcourse.viz.world import play_audio, plot_spectrogram, show_images, show_v
 __all__ = [
     "attention_explorer",
     "cls_attention_grid",
+    "plot_attention_beside",
     "plot_attention_maps",
     "plot_attention_rollout",
     "plot_word_attention",

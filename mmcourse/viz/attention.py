@@ -80,6 +80,35 @@ def plot_word_attention(image: Tensor, cross_attentions: Sequence[Tensor], posit
                         f"cross-attention of {what} to each patch (white line: the objects' outline)")
 
 
+def plot_attention_beside(images: Tensor, maps: Tensor, titles: Sequence[str] | None = None,
+                          suptitle: str = "attention to each patch (white line: the objects' outline)",
+                          ncols: int = 4):
+    """For each example, the image and its attention map (N, g, g) beside it as a heatmap on the patch grid with
+    the objects' outline; one colorbar scale per pair (vmin 0)."""
+    check_tensor(images, "images", shape=("N", 3, None, None), dtype="float")
+    check_tensor(maps, "maps", shape=(images.shape[0], None, None), dtype="float")
+    n = images.shape[0]
+    ncols = min(ncols, n)
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, 2 * ncols, figsize=(3.3 * ncols, 1.9 * nrows + 0.4), squeeze=False)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for i in range(n):
+        r, c = divmod(i, ncols)
+        img = to_hwc(images[i], rgb=True)
+        ax_img, ax_map = axes[r, 2 * c], axes[r, 2 * c + 1]
+        ax_img.imshow(img)
+        ax_img.set_title(titles[i] if titles else f"example {i}", fontsize=8)
+        ax_map.set_axis_on()
+        im = _heatmap(ax_map, maps[i].detach().cpu(), _silhouette(img), maps[i].max().item(),
+                      show_ticks=r == nrows - 1 and c == 0)
+        fig.colorbar(im, ax=ax_map, fraction=0.046, pad=0.03).ax.tick_params(labelsize=6)
+    fig.suptitle(suptitle, fontsize=10)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
 def _maps_beside(img: np.ndarray, maps: Tensor, titles: list[str],
                  suptitle: str = "CLS attention to each patch (white line: the objects' outline)"):
     """The image, then per layer (row) the heatmaps of `maps` (layers, cols, g, g) with a colorbar per row."""
