@@ -16,7 +16,10 @@ from mmcourse import results, zoo
 from mmcourse.data import chat
 from mmcourse.models import CLIP, CLIPConfig, zero_shot_predict
 from mmcourse.models.blip import BLIP, BLIPConfig
+from mmcourse.models.fusion import FusionClassifier, SoundEncoder
 from mmcourse.models.llava import splice
+from mmcourse.nn import fusion as NF
+from mmcourse.recipes import fusion_tiny
 from mmcourse.train import fit
 
 nan = float("nan")
@@ -142,6 +145,24 @@ CASES = [
     ("fit steps", "steps", lambda: fit(lin, lambda m, b: m(b).sum(), lambda s: torch.randn(2, 2), 0, progress=False)),
     ("fit lr nan", "lr",
      lambda: fit(lin, lambda m, b: m(b).sum(), lambda s: torch.randn(2, 2), 1, lr=nan, progress=False)),
+    ("ConcatFusion batch mismatch", "b", lambda: NF.ConcatFusion(4, 4, 8)(torch.randn(2, 3, 4), torch.randn(3, 3, 4))),
+    ("TensorFusion width", "expected shape",
+     lambda: NF.TensorFusion(4, 4, 8)(torch.randn(2, 3, 5), torch.randn(2, 3, 4))),
+    ("CrossAttentionFusion int", "floating", lambda: NF.CrossAttentionFusion(4, 4, 8)(torch.ones(2, 3, 4).long(),
+                                                                                       torch.randn(2, 3, 4))),
+    ("LateFusion all missing", "missing", lambda: NF.LateFusion(2)([None, None])),
+    ("modality_dropout p", "p", lambda: NF.modality_dropout(torch.ones(2, 3), torch.ones(2, 3), 2.0)),
+    ("modality_dropout batch", "batch size", lambda: NF.modality_dropout(torch.ones(2, 3), torch.ones(3, 3), 0.5)),
+    ("FusionClassifier method", "method", lambda: FusionClassifier("sum", (4, 8), (3, 8), 2)),
+    ("FusionClassifier both None", "both modalities",
+     lambda: FusionClassifier("concat", (4, 8), (3, 8), 2)(None, None)),
+    ("FusionClassifier batch", "sound", lambda: FusionClassifier("cross", (4, 8), (3, 8), 2)(torch.randn(2, 4, 8),
+                                                                                           torch.randn(3, 3, 8))),
+    ("SoundEncoder mel shape", "mel", lambda: SoundEncoder(40, 41)(torch.randn(2, 41, 40))),
+    ("fusion task_data task", "task", lambda: fusion_tiny.task_data("xor", 4)),
+    ("fusion task_data n", "n", lambda: fusion_tiny.task_data("control", 0)),
+    ("fusion from_scenes sounding", "sounding",
+     lambda: fusion_tiny.from_scenes("control", D.sample_scenes(2, 0, max_objects=1), torch.tensor([0, 1]))),
     ("zoo unknown", "zoo entry", lambda: zoo.load("nope")),
     ("zoo register name", "zoo entry names", lambda: zoo.register("../x", 1, lambda: lin, lambda m: None)),
     ("record higher", "higher_is_better", lambda: results.record("00", "x", 1.0, 0.5, higher_is_better="no")),

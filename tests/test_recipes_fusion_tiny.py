@@ -6,7 +6,7 @@ An untrained two-block image tower stands in for the zoo's CLIP: these tests che
 import pytest
 import torch
 
-from mmcourse.data import SIZES, log_mel_spectrogram, object_sounds
+from mmcourse.data import SIZES, Scenes, log_mel_spectrogram, object_sounds
 from mmcourse.models.fusion import SoundEncoder
 from mmcourse.nn import VisionTransformer
 from mmcourse.recipes import fusion_tiny as R
@@ -71,3 +71,25 @@ def test_accuracy_with_a_missing_modality(features):
     assert R.accuracy(model, features, "image") == pytest.approx(float(alone))
     with pytest.raises(ValueError, match="missing"):
         R.accuracy(model, features, "both")
+
+
+def test_from_scenes_is_the_task_for_hand_made_scenes():
+    scenes = Scenes.from_objects([[{"colour": "red", "shape": "circle", "size": "small", "x": 0.3, "y": 0.5},
+                                     {"colour": "blue", "shape": "square", "size": "large", "x": 0.7, "y": 0.5}]] * 2)
+    data = R.from_scenes("interaction", scenes, torch.tensor([0, 1]))
+    assert data.labels.tolist() == [0, 1]  # small red circle, large blue square
+    with pytest.raises(ValueError, match="sounding"):
+        R.from_scenes("interaction", scenes, torch.tensor([0, 2]))
+
+
+def test_attention_on_objects_measures_the_mass_on_each_objects_patches():
+    scenes = Scenes.from_objects([[{"colour": "red", "shape": "square", "size": "small", "x": 0.25, "y": 0.25},
+                                     {"colour": "blue", "shape": "circle", "size": "large", "x": 0.75, "y": 0.75}]])
+    data = R.from_scenes("interaction", scenes, torch.tensor([1]))
+    attn = torch.zeros(1, 64)
+    attn[0, 6 * 8 + 6] = 0.5  # patch (row 6, col 6): inside the blue circle (centre at pixel 24, 24)
+    attn[0, 2 * 8 + 2] = 0.3  # patch (2, 2): the red square
+    attn[0, 0] = 0.2  # a corner: neither
+    heard, other = R.attention_on_objects(attn, data)
+    torch.testing.assert_close(heard, torch.tensor([0.5]))
+    torch.testing.assert_close(other, torch.tensor([0.3]))

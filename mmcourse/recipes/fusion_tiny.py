@@ -94,8 +94,10 @@ def from_scenes(task: str, scenes: Scenes, sounding: Tensor, seed: int = 0) -> T
     check_task(task)
     check_tensor(sounding, "sounding", shape=(len(scenes),), dtype="int")
     rows = torch.arange(len(scenes))
-    if not scenes.present[rows, sounding].all():
-        raise ValueError("sounding: every index must point at an object of its scene")
+    K = scenes.shape.shape[1]
+    if ((sounding < 0) | (sounding >= K)).any() or not scenes.present[rows, sounding.clamp(0, K - 1)].all():
+        raise ValueError(f"sounding: every index must point at an object of its scene (slots 0..{K - 1} that hold "
+                         f"one), got {sounding.tolist()[:10]}")
     colour, shape = scenes.colour[rows, sounding], scenes.shape[rows, sounding]
     mels = standardise(log_mel_spectrogram(object_sounds(colour, shape, seed)))
     labels = scenes.size[rows, sounding] if task == "interaction" else colour * 3 + shape
