@@ -32,7 +32,7 @@ from mmcourse.losses.distributed import distributed_clip_loss, distributed_sigli
 from mmcourse.models.clip import CLIP, CLIPConfig
 from mmcourse.utils import check_number
 
-__all__ = ["free_port", "launch", "shard", "gradient_check", "main"]
+__all__ = ["free_port", "launch", "shard", "gradient_check", "loss_memory", "check_all", "main"]
 
 
 def free_port() -> int:
@@ -111,6 +111,9 @@ def gradient_check(global_batch: int = 16, loss: str = "clip", local_loss: bool 
     Every rank builds the same model and batch from `seed`. BatchNorm runs in eval mode: with per-rank batch
     statistics the forward itself would differ from one process's (SyncBatchNorm is the cure).
     Returns the largest absolute differences of the loss and of any gradient entry, and the largest gradient."""
+    check_number(global_batch, "global_batch", integer=True, low=1)
+    if loss not in ("clip", "siglip"):
+        raise ValueError(f"loss: expected 'clip' or 'siglip', got {loss!r}")
     rank, W = world()
     if global_batch % W:
         raise ValueError(f"global_batch {global_batch} must be a multiple of the world size {W}")
@@ -146,6 +149,34 @@ def gradient_check(global_batch: int = 16, loss: str = "clip", local_loss: bool 
     reference = reference.detach()
     return {"loss": float(reference), "loss_diff": abs(float(loss_value - reference)), "grad_diff": grad_diff,
             "grad_max": max(g.abs().max().item() for g in expected.values())}
+
+
+def loss_memory(local_batch: int, dim: int = 64, local_loss: bool = False) -> int:
+    """Bytes that `distributed_clip_loss` keeps for its backward on this rank (its saved tensors: the logits
+    matrices above all), for random (local_batch, dim) features."""
+    g = torch.Generator().manual_seed(0)
+    x, y = (torch.randn(local_batch, dim, generator=g, requires_grad=True) for _ in range(2))
+    total = 0
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        nonlocal total
+        total += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        distributed_clip_loss(x, y, 10.0, local_loss=local_loss)
+    return total
+
+
+def check_all(global_batch: int = 16, memory_batch: int = 256) -> dict:
+    """Chapter 11's measurements in one process group: `gradient_check` for CLIP and SigLIP, global and local loss,
+    with and without gradients through the gather; each rank's `shard` of 50 examples in batches of 4; and
+    `loss_memory` of a local batch of memory_batch pairs, global and local."""
+    out = {(loss, local, grad): gradient_check(global_batch, loss, local, grad)
+           for loss in ("clip", "siglip") for local in (False, True) for grad in (True, False)}
+    out["shards"] = shard(50, batch_size=4)
+    out["memory"] = {local: loss_memory(memory_batch, local_loss=local) for local in (False, True)}
+    return out
 
 
 def _mean_over_ranks(t: torch.Tensor) -> torch.Tensor:

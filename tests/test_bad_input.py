@@ -18,6 +18,8 @@ from mmcourse.models import CLIP, CLIPConfig, zero_shot_predict
 from mmcourse.models.blip import BLIP, BLIPConfig
 from mmcourse.models.fusion import FusionClassifier, SoundEncoder
 from mmcourse.models.llava import splice
+from mmcourse import distributed
+from mmcourse.losses.distributed import distributed_clip_loss, distributed_siglip_loss
 from mmcourse.nn import fusion as NF
 from mmcourse.recipes import fusion_tiny
 from mmcourse.train import fit
@@ -163,6 +165,14 @@ CASES = [
     ("fusion task_data n", "n", lambda: fusion_tiny.task_data("control", 0)),
     ("fusion from_scenes sounding", "sounding",
      lambda: fusion_tiny.from_scenes("control", D.sample_scenes(2, 0, max_objects=1), torch.tensor([0, 1]))),
+    ("launch backend", "backend", lambda: distributed.launch(distributed.check_all, backend="mpi")),
+    ("launch world_size", "world_size", lambda: distributed.launch(distributed.check_all, world_size=0)),
+    ("launch lambda", "importable", lambda: distributed.launch(lambda: 1)),
+    ("distributed_clip_loss shapes", "text_features",
+     lambda: distributed_clip_loss(torch.randn(4, 8), torch.randn(3, 8), 10.0)),
+    ("distributed_siglip_loss scale", "logit_scale",
+     lambda: distributed_siglip_loss(torch.randn(4, 8), torch.randn(4, 8), -1.0, -10.0)),
+    ("gradient_check batch", "global_batch", lambda: distributed.gradient_check(global_batch=0)),
     ("zoo unknown", "zoo entry", lambda: zoo.load("nope")),
     ("zoo register name", "zoo entry names", lambda: zoo.register("../x", 1, lambda: lin, lambda m: None)),
     ("record higher", "higher_is_better", lambda: results.record("00", "x", 1.0, 0.5, higher_is_better="no")),

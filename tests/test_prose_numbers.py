@@ -66,6 +66,9 @@ ALLOW_LIST: dict[str, dict[str, str]] = {
     "04_blip": {
         "-100": "PyTorch's ignore_index for cross-entropy, a convention of the library",
     },
+    "11_scaling": {
+        "32 768": "the batch size of OpenAI's CLIP training (Radford et al., 2021), a fact of the paper",
+    },
     "09_fusion": {
         "2048": "the feed-forward width of nn.TransformerEncoderLayer's defaults, a fact about the library",
         "0.1": "the dropout of nn.TransformerEncoderLayer's defaults, a fact about the library",

@@ -12,7 +12,7 @@ from mmcourse.viz.attention import (
     plot_word_attention,
     text_image_explorer,
 )
-from mmcourse.viz.matrices import plot_matrices
+from mmcourse.viz.matrices import plot_loss_split, plot_matrices
 from mmcourse.viz.training import plot_history
 from mmcourse.viz.world import play_audio, plot_spectrogram, show_images, show_video, video_strip
 
@@ -27,6 +27,7 @@ __all__ = [
     "plot_pos_embedding_similarity",
     "play_audio",
     "plot_history",
+    "plot_loss_split",
     "plot_matrices",
     "plot_spectrogram",
     "show_images",

@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from torch import Tensor
 
-__all__ = ["plot_matrices"]
+__all__ = ["plot_matrices", "plot_loss_split"]
 
 SCALES = {  # scale -> colour map, and whether the colour range is [0, 1], symmetric about 0, or the data's own
     "prob": ("viridis", "unit"),
@@ -45,6 +45,45 @@ def plot_matrices(panels: Sequence[tuple[Tensor, str, str]], xlabel: str = "capt
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         fig.colorbar(image, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def plot_loss_split(local_batch: int = 4, world_size: int = 2) -> Figure:
+    """The N × N contrastive logits (N = world_size · local_batch) as each rank computes them: the global loss (every
+    rank the whole matrix) beside the local loss (rank r its local_batch rows); positives marked, labels written."""
+    if local_batch < 1 or world_size < 1:
+        raise ValueError(f"local_batch and world_size must be >= 1, got {local_batch} and {world_size}")
+    b, W = local_batch, world_size
+    N = b * W
+    colours = plt.get_cmap("tab10")
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.3))
+    for ax, local in zip(axes, (False, True), strict=True):
+        for r in range(W if local else 1):
+            start, height = (r * b, b) if local else (0, N)
+            ax.add_patch(plt.Rectangle((-0.5, start - 0.5), N, height, alpha=0.25, lw=0,
+                                       color=colours(r) if local else "0.6", label=f"rank {r}" if local else None))
+        for i in range(N):
+            ax.plot(i, i, "k*", ms=8, zorder=3)
+        for r in range(1, W):
+            ax.axhline(r * b - 0.5, color="k", lw=0.8, ls="--")
+            ax.axvline(r * b - 0.5, color="k", lw=0.8, ls="--")
+        if local:
+            for r in range(W):
+                ax.text(N - 0.4, r * b + (b - 1) / 2, f"  labels {r * b}…{r * b + b - 1}", va="center", fontsize=8)
+        ax.set_xlim(-0.5, N - 0.5)
+        ax.set_ylim(N - 0.5, -0.5)
+        ax.set_xticks(range(N))
+        ax.set_yticks(range(N))
+        ax.tick_params(labelsize=7)
+        ax.set_xlabel("caption (gathered from every rank)")
+        ax.set_ylabel("image")
+        ax.set_title("local loss: rank r scores its b rows against all N" if local else
+                     "global loss: every rank scores all N × N", fontsize=9)
+        ax.set_aspect("equal")
+    axes[1].legend(loc="upper left", bbox_to_anchor=(1.0, -0.12), fontsize=8, ncol=W)
+    fig.suptitle(f"{W} ranks × {b} pairs: the positives (★) of rank r sit at columns r·{b} + i", fontsize=10)
     fig.tight_layout()
     plt.close(fig)
     return fig
