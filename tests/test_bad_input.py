@@ -9,17 +9,16 @@ import pytest
 import torch
 
 from mmcourse import data as D
+from mmcourse import distributed, results, zoo
 from mmcourse import losses as L
 from mmcourse import metrics as M
 from mmcourse import nn as N
-from mmcourse import results, zoo
 from mmcourse.data import chat
+from mmcourse.losses.distributed import distributed_clip_loss, distributed_siglip_loss
 from mmcourse.models import CLIP, CLIPConfig, zero_shot_predict
 from mmcourse.models.blip import BLIP, BLIPConfig
 from mmcourse.models.fusion import FusionClassifier, SoundEncoder
 from mmcourse.models.llava import splice
-from mmcourse import distributed
-from mmcourse.losses.distributed import distributed_clip_loss, distributed_siglip_loss
 from mmcourse.nn import fusion as NF
 from mmcourse.recipes import fusion_tiny
 from mmcourse.train import fit
