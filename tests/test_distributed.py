@@ -3,6 +3,8 @@ same global batch; the plain gather's gradient error; sharding without overlap; 
 
 import contextlib
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -104,3 +106,13 @@ def test_outside_a_process_group_the_losses_are_the_plain_ones():
         torch.testing.assert_close(distributed_siglip_loss(x, y, 10.0, -10.0, local_loss=local),
                                    siglip_loss(x, y, 10.0, -10.0))
     assert D.shard(10, 3) == [b for b in D.shard(10, 3)] and len(D.shard(10, 3)) == 3
+
+
+def test_the_torchrun_entry_runs_the_check_on_two_processes():
+    env = {**os.environ, "MMCOURSE_BACKEND": "gloo", "OMP_NUM_THREADS": "1"}
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          "-m", "mmcourse.distributed"], capture_output=True, text=True, timeout=300, env=env)
+    assert run.returncode == 0, run.stderr[-2000:]
+    lines = [line for line in run.stdout.splitlines() if "largest gradient diff" in line]
+    assert len(lines) == 4, run.stdout
+    assert all(float(line.rsplit(" ", 1)[1]) <= 1e-5 for line in lines), lines
