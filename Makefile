@@ -18,8 +18,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -e ".[dev]"
 	touch $(STAMP)
 
+# As root (containers, many cloud VMs) JupyterLab refuses to start without --allow-root; the notebooks are trusted
+# (the learner cloned them), so audio and animations show before they are re-run. No browser (a remote or headless
+# machine)? JupyterLab prints the URL with its token: open it from your own browser.
+LAB_FLAGS := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root,)
+
 lab: $(STAMP)  ## set up, then open JupyterLab on the course
-	$(BIN)/jupyter lab notebooks/00_landscape.ipynb
+	@test "$(LAB_FLAGS)" = "" || echo "running as root: starting JupyterLab with --allow-root"
+	$(BIN)/jupyter trust notebooks/*.ipynb >/dev/null
+	$(BIN)/python -m mmcourse.doctor --short
+	$(BIN)/jupyter lab $(LAB_FLAGS) notebooks/00_landscape.ipynb
 
 test: $(STAMP) lint  ## set up, then run every test: unit, grader, exercises, notebooks (nbval)
 	$(PYTEST) tests notebooks solutions

@@ -17,8 +17,6 @@ import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import nbformat
-
 MIME = "application/vnd.mmcourse.result+json"
 
 
@@ -101,8 +99,8 @@ def collect(notebooks_dir: Path) -> list[Result]:
     """Every Result recorded in the outputs of the executed notebooks in `notebooks_dir`, in chapter order."""
     found = []
     for path in sorted(Path(notebooks_dir).glob("[0-9][0-9]_*.ipynb")):
-        nb = nbformat.read(path, as_version=4)
-        for cell in nb.cells:
+        nb = json.loads(path.read_text(encoding="utf-8"))  # nbformat 4: plain JSON, no Jupyter package needed
+        for cell in nb["cells"]:
             for out in cell.get("outputs", []):
                 data = out.get("data", {}).get(MIME)
                 if data is not None:

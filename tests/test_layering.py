@@ -26,7 +26,7 @@ LAYERS = [  # lowest first
     ["mmcourse.zoo"],
     ["mmcourse.viz", "mmcourse.results"],
     ["mmcourse.grading"],
-    ["mmcourse.dev"],
+    ["mmcourse.dev", "mmcourse.doctor"],
 ]
 INDEPENDENT = {  # package -> lower packages it must never import
     "mmcourse.nn": ["mmcourse.data"],
