@@ -69,10 +69,7 @@ ALLOW_LIST: dict[str, dict[str, str]] = {
     "11_scaling": {
         "32 768": "the batch size of OpenAI's CLIP training (Radford et al., 2021), a fact of the paper",
     },
-    "09_fusion": {
-        "2048": "the feed-forward width of nn.TransformerEncoderLayer's defaults, a fact about the library",
-        "0.1": "the dropout of nn.TransformerEncoderLayer's defaults, a fact about the library",
-    },
+    "09_fusion": {},
 }
 
 SMALL_INTEGERS = 12  # bare integers up to this are counts a sentence could spell in words
