@@ -9,7 +9,8 @@ export MMCOURSE_CACHE ?= $(CURDIR)/.mmcourse-cache
 # Under the tests a headline number that misses its bar fails the run; in a learner's session it warns.
 export MMCOURSE_STRICT ?= 1
 # One thread per test process: JOBS processes share the cores without oversubscribing them.
-PYTEST := OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n $(JOBS) --dist loadscope --nbval-lax --nbval-current-env
+PYTEST := OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n $(JOBS) --dist loadscope --nbval-lax --nbval-current-env \
+	--durations=15
 
 .PHONY: lab test chapter lint sync execute bench results readme clean
 
@@ -29,7 +30,10 @@ lab: $(STAMP)  ## set up, then open JupyterLab on the course
 	$(BIN)/python -m mmcourse.doctor --short
 	$(BIN)/jupyter lab $(LAB_FLAGS) notebooks/00_landscape.ipynb
 
+# The shared CLIP is trained first on every core: under the tests each process has one thread, and the others
+# would wait for it.
 test: $(STAMP) lint  ## set up, then run every test: unit, grader, exercises, notebooks (nbval)
+	$(BIN)/python -m mmcourse.dev warm clip-tiny
 	$(PYTEST) tests notebooks solutions
 
 chapter: $(STAMP)  ## one chapter's notebook, solutions, exercises and checks: make chapter CH=01

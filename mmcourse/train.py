@@ -77,6 +77,7 @@ def fit(
     eval_fn: Callable[[torch.nn.Module], dict[str, float]] | None = None,
     eval_every: int | None = None,
     stop_when: Callable[[dict[str, float]], bool] | None = None,
+    before_step: Callable[[torch.nn.Module], None] | None = None,
     after_step: Callable[[torch.nn.Module], None] | None = None,
     device: torch.device | str | None = None,
     progress: bool = True,
@@ -89,7 +90,9 @@ def fit(
     The optimiser defaults to AdamW(lr, betas) with `weight_decay` on the weight matrices only (`param_groups`),
     and warm-up + cosine decay. eval_fn(model) runs every
     `eval_every` steps and at the end (model in eval mode, no grad); `stop_when(metrics)` ends training early.
-    after_step(model) runs after each optimiser step (e.g. to clamp CLIP's logit scale).
+    before_step(model) runs after backward, before clipping and the optimiser step (e.g. to modulate gradients,
+    `mmcourse.strategies.OGMGE`); after_step(model) runs after each optimiser step (e.g. to clamp CLIP's logit
+    scale).
     """
     check_number(steps, "steps", integer=True, low=1)
     check_number(lr, "lr", low=0, low_open=True)
@@ -119,6 +122,8 @@ def fit(
             raise FloatingPointError(f"{desc}: the loss is {loss.item()} at step {step}; lower the learning rate?")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if before_step is not None:
+            before_step(model)
         if grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         optimizer.step()

@@ -17,10 +17,11 @@ from mmcourse.data import chat
 from mmcourse.losses.distributed import distributed_clip_loss, distributed_siglip_loss
 from mmcourse.models import CLIP, CLIPConfig, zero_shot_predict
 from mmcourse.models.blip import BLIP, BLIPConfig
-from mmcourse.models.fusion import FusionClassifier, SoundEncoder
+from mmcourse.models.fusion import FusionClassifier, ImageEncoder, SoundEncoder, TwoStreamClassifier
 from mmcourse.models.llava import splice
 from mmcourse.nn import fusion as NF
-from mmcourse.recipes import fusion_tiny
+from mmcourse.recipes import fusion_tiny, strategies_tiny
+from mmcourse.strategies import OGMGE, ogm_coefficients
 from mmcourse.train import fit
 
 nan = float("nan")
@@ -164,6 +165,32 @@ CASES = [
     ("fusion task_data n", "n", lambda: fusion_tiny.task_data("control", 0)),
     ("fusion from_scenes sounding", "sounding",
      lambda: fusion_tiny.from_scenes("control", D.sample_scenes(2, 0, max_objects=1), torch.tensor([0, 1]))),
+    ("inverse_frequency_weights missing class", "no example",
+     lambda: D.inverse_frequency_weights(torch.tensor([0, 2]))),
+    ("inverse_frequency_weights float", "labels", lambda: D.inverse_frequency_weights(torch.tensor([0.0, 1.0]))),
+    ("balanced_batches batch_size 0", "batch_size", lambda: D.balanced_batches(torch.tensor([0, 1]), 0)),
+    ("class_frequencies empty", "indices", lambda: D.class_frequencies(torch.tensor([], dtype=torch.long),
+                                                                       torch.tensor([0, 1]), 2)),
+    ("pacing start 0", "start", lambda: D.pacing(0, 10, 0.0)),
+    ("pacing steps 0", "steps", lambda: D.pacing(0, 0)),
+    ("curriculum_batches empty", "difficulty", lambda: D.curriculum_batches(torch.zeros(0), 2, 4)),
+    ("curriculum_batches empty stage", "pace",
+     lambda: D.curriculum_batches(torch.zeros(4), 2, 4, pace=lambda step, steps: 0.0)(0)),
+    ("ogm_coefficients one stream", "two streams",
+     lambda: ogm_coefficients({"image": torch.randn(2, 3)}, torch.tensor([0, 1]), 1.0)),
+    ("ogm_coefficients alpha", "alpha",
+     lambda: ogm_coefficients({"a": torch.randn(2, 3), "b": torch.randn(2, 3)}, torch.tensor([0, 1]), -1.0)),
+    ("ogm_coefficients labels", "logits['b']",
+     lambda: ogm_coefficients({"a": torch.randn(2, 3), "b": torch.randn(3, 3)}, torch.tensor([0, 1]), 1.0)),
+    ("OGMGE alpha nan", "alpha", lambda: OGMGE(nan)),
+    ("TwoStreamClassifier batch", "same B",
+     lambda: TwoStreamClassifier(40, 41)(torch.rand(2, 3, 16, 16), torch.randn(3, 40, 41))),
+    ("TwoStreamClassifier classes", "num_classes", lambda: TwoStreamClassifier(40, 41, num_classes=1)),
+    ("ImageEncoder channels", "images", lambda: ImageEncoder()(torch.rand(2, 1, 16, 16))),
+    ("strategies task_data n", "n", lambda: strategies_tiny.task_data(0)),
+    ("strategies train mode", "mode", lambda: strategies_tiny.train("late", None)),
+    ("strategies long_tailed imbalance", "imbalance",
+     lambda: strategies_tiny.long_tailed(torch.tensor([0, 1]), imbalance=0.5)),
     ("launch backend", "backend", lambda: distributed.launch(distributed.check_all, backend="mpi")),
     ("launch world_size", "world_size", lambda: distributed.launch(distributed.check_all, world_size=0)),
     ("launch lambda", "importable", lambda: distributed.launch(lambda: 1)),

@@ -54,3 +54,58 @@ def test_epoch_batches_of_a_plain_dataset_and_bad_batch_sizes():
     for bad in (0, 21, 2.0):
         with pytest.raises(ValueError, match=f"batch_size must be an int in \\[1, 20\\].*got {bad!r}"):
             epoch_batches(data, bad)
+
+
+def test_inverse_frequency_weights_give_every_class_the_same_total():
+    from mmcourse.data import inverse_frequency_weights
+
+    labels = torch.tensor([0, 0, 0, 1, 2, 2])
+    w = inverse_frequency_weights(labels)
+    assert torch.allclose(w, torch.tensor([1 / 3, 1 / 3, 1 / 3, 1.0, 0.5, 0.5], dtype=torch.float64))
+    totals = torch.zeros(3, dtype=torch.float64).index_add_(0, labels, w)
+    assert torch.allclose(totals, torch.ones(3, dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"classes \[1\] have no example"):
+        inverse_frequency_weights(torch.tensor([0, 2, 2]))
+    with pytest.raises(ValueError, match="num_classes=2"):
+        inverse_frequency_weights(torch.tensor([0, 1, 2]), num_classes=2)
+    with pytest.raises(ValueError, match="empty"):
+        inverse_frequency_weights(torch.tensor([], dtype=torch.long))
+
+
+def test_balanced_batches_draw_a_long_tail_uniformly_and_repeatably():
+    from mmcourse.data import balanced_batches, class_frequencies
+
+    labels = torch.cat([torch.full((k,), c) for c, k in enumerate([400, 100, 20, 5])])
+    batches = balanced_batches(labels, 256, seed=3)
+    assert torch.equal(batches(7), batches(7)) and not torch.equal(batches(7), batches(8))
+    shares = class_frequencies(torch.cat([batches(s) for s in range(400)]), labels, 4)
+    assert (shares * 4 - 1).abs().max() < 0.03, shares
+    plain = class_frequencies(torch.randint(len(labels), (100_000,)), labels, 4)
+    assert plain[0] > 0.75 and plain[3] < 0.02  # without the weights the tail stays a tail
+
+
+def test_pacing_doubles_from_start_and_stops_at_one():
+    from mmcourse.data import pacing
+
+    assert pacing(0, 400, 0.2, 0.25) == pytest.approx(0.2)
+    assert pacing(100, 400, 0.2, 0.25) == pytest.approx(0.4)
+    assert pacing(200, 400, 0.2, 0.25) == pytest.approx(0.8)
+    assert pacing(399, 400, 0.2, 0.25) == 1.0
+    with pytest.raises(ValueError, match="start"):
+        pacing(0, 400, 0.0)
+
+
+def test_a_curriculum_draws_the_easiest_items_first_then_all():
+    from mmcourse.data import curriculum_batches
+
+    difficulty = torch.arange(100) % 4  # 25 items of each difficulty 0..3
+    batches = curriculum_batches(difficulty, 64, steps=100, seed=1)
+    assert difficulty[batches(0)].max() == 0  # the first fifth of the pool: difficulty 0 only
+    late = torch.cat([batches(s) for s in range(90, 100)])
+    assert set(difficulty[late].tolist()) == {0, 1, 2, 3}
+    assert torch.equal(batches(5), batches(5))
+    empty = curriculum_batches(difficulty, 8, steps=10, pace=lambda step, steps: 0.0)
+    with pytest.raises(ValueError, match=r"pace\(0, 10\) must be a share in \(0, 1\]"):
+        empty(0)
+    with pytest.raises(ValueError, match="empty"):
+        curriculum_batches(torch.zeros(0), 8, 10)

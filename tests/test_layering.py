@@ -21,7 +21,7 @@ LAYERS = [  # lowest first
     ["mmcourse.nn"],
     ["mmcourse.losses", "mmcourse.metrics"],
     ["mmcourse.models"],
-    ["mmcourse.train", "mmcourse.distributed"],
+    ["mmcourse.train", "mmcourse.distributed", "mmcourse.strategies"],
     ["mmcourse.recipes"],
     ["mmcourse.zoo"],
     ["mmcourse.viz", "mmcourse.results"],

@@ -72,3 +72,22 @@ def test_sound_encoder_tokens_and_logits():
     assert enc.classify(mel).shape == (2, 24)
     with pytest.raises(ValueError, match="mel: expected shape"):
         enc(torch.randn(2, 41, 40))
+
+
+def test_two_stream_classifier_sums_its_streams_and_exposes_each_encoder():
+    from mmcourse.models.fusion import TwoStreamClassifier
+
+    torch.manual_seed(0)
+    model = TwoStreamClassifier(n_mels=40, frames=41, num_classes=24).eval()
+    image, sound = torch.rand(3, 3, 16, 16), torch.randn(3, 40, 41)
+    streams = model.stream_logits(image, sound)
+    assert {k: tuple(v.shape) for k, v in streams.items()} == {"image": (3, 24), "sound": (3, 24)}
+    assert torch.allclose(model(image, sound), streams["image"] + streams["sound"])
+    assert model.features("image", image).shape == (3, 64) and model.features("sound", sound).shape == (3, 64)
+    assert torch.allclose(model.image.head(model.features("image", image)), streams["image"])
+    with pytest.raises(ValueError, match="same B examples"):
+        model(image, sound[:2])
+    with pytest.raises(ValueError, match="stream"):
+        model.features("video", image)
+    with pytest.raises(ValueError, match="images"):
+        model.image(torch.rand(3, 1, 16, 16))

@@ -70,6 +70,9 @@ ALLOW_LIST: dict[str, dict[str, str]] = {
         "32 768": "the batch size of OpenAI's CLIP training (Radford et al., 2021), a fact of the paper",
     },
     "09_fusion": {},
+    "10_training_strategies": {
+        "CVPR 2022": "the venue and year of the OGM-GE paper (Peng et al.), a citation",
+    },
 }
 
 SMALL_INTEGERS = 12  # bare integers up to this are counts a sentence could spell in words

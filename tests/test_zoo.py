@@ -201,3 +201,12 @@ def test_the_lock_never_follows_a_symlink(cache, tmp_path):
     with pytest.raises(model_cache.CacheError, match="cannot lock"):
         zoo.load("test-toy", verbose=False)
     assert target.read_text() == "keep me"
+
+
+def test_warm_trains_into_the_cache_once(cache, capsys):
+    from mmcourse.dev.__main__ import main
+
+    main(["warm", "test-toy"])
+    main(["warm", "test-toy"])
+    assert _trained_count(cache) == 1 and zoo.cached_path("test-toy").exists()
+    assert capsys.readouterr().out.count("zoo: test-toy ready") == 2

@@ -30,7 +30,14 @@ from mmcourse.data.datasets import (
     VQADataset,
     pad_stack,
 )
-from mmcourse.data.samplers import epoch_batches
+from mmcourse.data.samplers import (
+    balanced_batches,
+    class_frequencies,
+    curriculum_batches,
+    epoch_batches,
+    inverse_frequency_weights,
+    pacing,
+)
 from mmcourse.data.text import (
     ANSWERS,
     DIRECTIONS,
@@ -89,5 +96,6 @@ __all__ = [
     "ShapesDataset", "CaptionDataset", "VQADataset", "ObjectSoundDataset", "MovingShapesDataset",
     "AVSpeechDataset", "pad_stack",
     # samplers
-    "epoch_batches",
+    "epoch_batches", "inverse_frequency_weights", "balanced_batches", "class_frequencies", "pacing",
+    "curriculum_batches",
 ]

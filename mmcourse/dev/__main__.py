@@ -1,4 +1,4 @@
-"""Course maintenance commands: `python -m mmcourse.dev {sync,exercises,execute,bench,results,readme}`."""
+"""Course maintenance commands: `python -m mmcourse.dev {sync,execute,bench,results,readme,warm}`."""
 
 from __future__ import annotations
 
@@ -80,6 +80,18 @@ def cmd_readme(args) -> None:
     print("README.md results table updated")
 
 
+def cmd_warm(args) -> None:
+    """Train the named zoo entries into the cache now, on every core, unless they are there already."""
+    import time
+
+    from .. import zoo
+
+    for name in args.names:
+        start = time.perf_counter()
+        zoo.load(name)
+        print(f"zoo: {name} ready in {time.perf_counter() - start:.0f} s")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m mmcourse.dev", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -92,10 +104,11 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument("names", nargs="*", help="chapter prefixes, e.g. 00 01 (default: all)")
     sub.add_parser("results", help="print the results table read from the executed lecture notebooks")
     sub.add_parser("readme", help="write that table into README.md")
+    warm = sub.add_parser("warm", help="train zoo entries into the cache before the tests need them")
+    warm.add_argument("names", nargs="+", help="zoo entries, e.g. clip-tiny")
     args = parser.parse_args(argv)
-    {"sync": cmd_sync, "execute": cmd_execute, "bench": cmd_bench, "results": cmd_results, "readme": cmd_readme}[
-        args.cmd
-    ](args)
+    {"sync": cmd_sync, "execute": cmd_execute, "bench": cmd_bench, "results": cmd_results, "readme": cmd_readme,
+     "warm": cmd_warm}[args.cmd](args)
 
 
 if __name__ == "__main__":

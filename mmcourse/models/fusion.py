@@ -28,7 +28,7 @@ from mmcourse.nn.fusion import (
 )
 from mmcourse.utils import check_number, check_tensor
 
-__all__ = ["METHODS", "SoundEncoder", "FusionClassifier"]
+__all__ = ["METHODS", "SoundEncoder", "ImageEncoder", "FusionClassifier", "TwoStreamClassifier"]
 
 METHODS = ("early", "late", "concat", "tensor", "cross", "transformer")
 
@@ -50,6 +50,57 @@ class SoundEncoder(nn.Module):
 
     def classify(self, mel: Tensor) -> Tensor:
         return self.head(self(mel).mean(1))
+
+
+class ImageEncoder(nn.Module):
+    """images (B, 3, H, W) -> features (B, width): three 3x3 conv blocks (BatchNorm, ReLU), 2x2 max-pools between,
+    then a global max-pool; `classify` adds a linear head of `num_classes` logits."""
+
+    def __init__(self, width: int = 64, num_classes: int = 24, channels: tuple[int, int] = (16, 32)):
+        super().__init__()
+        c1, c2 = channels
+        block = lambda cin, cout: [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU()]  # noqa: E731
+        self.net = nn.Sequential(*block(3, c1), nn.MaxPool2d(2), *block(c1, c2), nn.MaxPool2d(2), *block(c2, width),
+                                 nn.AdaptiveMaxPool2d(1), nn.Flatten())
+        self.head = nn.Linear(width, num_classes)
+
+    def forward(self, images: Tensor) -> Tensor:
+        check_tensor(images, "images", shape=("B", 3, "H", "W"), dtype="float")
+        return self.net(images)
+
+    def classify(self, images: Tensor) -> Tensor:
+        return self.head(self(images))
+
+
+class TwoStreamClassifier(nn.Module):
+    """Raw image (B, 3, H, W) and log-mel (B, n_mels, frames), each through its own encoder and linear head, trained
+    from scratch; the fused logits are the sum of the two streams' logits. That is concatenation followed by one
+    linear layer, written per stream so that each stream's share can be read (`stream_logits`, what OGM-GE
+    compares) and each encoder probed on its own (`features`)."""
+
+    STREAMS = ("image", "sound")
+
+    def __init__(self, n_mels: int, frames: int, num_classes: int = 24, width: int = 64):
+        super().__init__()
+        check_number(num_classes, "num_classes", integer=True, low=2)
+        self.image = ImageEncoder(width, num_classes)
+        self.sound = SoundEncoder(n_mels, frames, width, num_classes)
+
+    def stream_logits(self, image: Tensor, sound: Tensor) -> dict[str, Tensor]:
+        """{"image": (B, C), "sound": (B, C)}: each stream's share of the fused logits."""
+        if len(image) != len(sound):
+            raise ValueError(f"image and sound must be the same B examples, got {len(image)} and {len(sound)}")
+        return {"image": self.image.classify(image), "sound": self.sound.classify(sound)}
+
+    def forward(self, image: Tensor, sound: Tensor) -> Tensor:
+        logits = self.stream_logits(image, sound)
+        return logits["image"] + logits["sound"]
+
+    def features(self, stream: str, x: Tensor) -> Tensor:
+        """One encoder's features (B, width) of its input: what a linear probe reads."""
+        if stream not in self.STREAMS:
+            raise ValueError(f"stream: expected one of {self.STREAMS}, got {stream!r}")
+        return self.image(x) if stream == "image" else self.sound(x).mean(1)
 
 
 class FusionClassifier(nn.Module):
