@@ -47,4 +47,5 @@ if __name__ == "__main__":
     keys = list(rows[0])
     for k in keys[1:]:
         values = [r[k] for r in rows]
-        print(f"{k:>20}: " + "  ".join(f"{v:.3f}" for v in values) + f"   (min {min(values):.3f}, max {max(values):.3f})")
+        spread = f"(min {min(values):.3f}, max {max(values):.3f})"
+        print(f"{k:>20}: " + "  ".join(f"{v:.3f}" for v in values) + "   " + spread)

@@ -160,16 +160,20 @@ def matmul_peak(n: int = 2048, reps: int = 5) -> float:
 
 
 def utilisation(steps: dict[str, Step], data_s: dict[str, float], reps: int) -> dict[str, dict]:
-    rows = {}
-    print(f"{'recipe':<22} {'GFLOP/step':>10} {'ms/step':>8} {'data ms':>8} {'GFLOP/s':>8} {'peak':>6} {'of peak':>8}")
+    """Each recipe's FLOPs and median step time; the peak is the median of matmul peaks measured before each
+    recipe (one figure for the table: the machine's speed drifts, and a single peak per row would add its noise)."""
+    rows, peaks = {}, [matmul_peak()]
     for name, step in steps.items():
         flops = step.flops()
-        peak = matmul_peak()
+        peaks.append(matmul_peak())
         seconds = median_times({name: step}, reps, 3)[name]
-        rate = flops / seconds / 1e9
-        rows[name] = dict(gflop=flops / 1e9, ms=1e3 * seconds, rate=rate, peak=peak)
-        print(f"{name:<22} {flops / 1e9:10.2f} {1e3 * seconds:8.1f} {1e3 * data_s[name]:8.1f} {rate:8.1f} "
-              f"{peak:6.0f} {rate / peak:8.0%}")
+        rows[name] = dict(gflop=flops / 1e9, ms=1e3 * seconds, data_ms=1e3 * data_s[name], rate=flops / seconds / 1e9)
+    peak = statistics.median(peaks)
+    print(f"matmul peak {peak:.0f} GFLOP/s (median of {len(peaks)}, from {min(peaks):.0f} to {max(peaks):.0f})\n")
+    print(f"{'recipe':<22} {'GFLOP/step':>10} {'ms/step':>8} {'data ms':>8} {'GFLOP/s':>8} {'of peak':>8}")
+    for name, r in rows.items():
+        print(f"{name:<22} {r['gflop']:10.2f} {r['ms']:8.1f} {r['data_ms']:8.1f} {r['rate']:8.1f} "
+              f"{r['rate'] / peak:8.0%}")
     return rows
 
 
@@ -277,14 +281,14 @@ class _NoSyncStep(Step):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--reps", type=int, default=15)
+    parser.add_argument("--reps", type=int, default=25)
     parser.add_argument("--only", type=lambda s: set(s.split(",")), default=None,
                         help="comma-separated parts of recipe names")
     parser.add_argument("--no-ab", action="store_true", help="skip the A/B of speed-ups on CLIP-tiny")
     parser.add_argument("--compile", action="store_true", help="add torch.compile to the A/B (about a minute)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {args.threads} threads, fp32 on CPU; matmul peak {matmul_peak():.0f} GFLOP/s\n")
+    print(f"torch {torch.__version__}, {args.threads} threads, fp32 on CPU")
     steps, data_s = {}, {}
     for name, get in recipes(args.only).items():
         steps[name], data_s[name] = make_step(name, get())
