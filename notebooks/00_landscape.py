@@ -27,13 +27,9 @@ if "google.colab" in sys.modules:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"mmcourse @ {url}"], check=True)
 
 # %%
-import os
-import platform
 import random
 import time
 
-import ipywidgets
-import matplotlib
 import matplotlib.pyplot as plt
 import torch
 from IPython.display import display
@@ -61,6 +57,7 @@ from mmcourse.data import (
     speak,
     talking_mouth,
 )
+from mmcourse.doctor import report
 from mmcourse.metrics import vqa_score
 from mmcourse.nn import eot_positions
 from mmcourse.utils import get_device, seed_everything
@@ -70,17 +67,18 @@ seed_everything(0)
 
 # %% [markdown]
 # ## 1. Set-up check
-# What this kernel runs on. On Colab, pick *Runtime → Change runtime type → GPU* for the training chapters (each
-# also runs on a CPU, just slower). The widgets in later chapters work with ipywidgets 7 (Colab) and 8.
+# What this kernel runs on — the same check as `python -m mmcourse.doctor` in a terminal (`make lab` runs it too):
+# each package's version against the range the course supports, the device and its matrix-multiply speed, a
+# writable model cache, and the widgets frontend. On Colab, pick *Runtime → Change runtime type → GPU* for the
+# training chapters (each also runs on a CPU, just slower). The widgets in later chapters work with ipywidgets 7
+# (Colab) and 8.
 
 # %%
 device = get_device()
-print(f"python       {platform.python_version()} on {platform.system()} ({os.cpu_count()} CPU cores)")
-print(f"torch        {torch.__version__}")
-print(f"ipywidgets   {ipywidgets.__version__}")
-print(f"matplotlib   {matplotlib.__version__}")
-print(f"mmcourse     {mmcourse.__version__}")
-print(f"device       {device}" + (f" ({torch.cuda.get_device_name()})" if device.type == "cuda" else ""))
+text, environment_ok = report(speed_seconds=0.5)
+print(text)
+print(f"mmcourse {mmcourse.__version__}; this notebook computes on {device}"
+      + (f" ({torch.cuda.get_device_name()})" if device.type == "cuda" else ""))
 x = torch.randn(256, 256, device=device)
 assert torch.allclose((x @ x.T).cpu(), (x.cpu() @ x.cpu().T), atol=1e-3), "matrix multiply disagrees with the CPU"
 print("tensor maths on", device, "agrees with the CPU ✓")

@@ -18,7 +18,7 @@
 # - draw balanced batches from a long-tailed data set with inverse-frequency weights (and spot a sampler that
 #   silently does nothing), and pace a curriculum — then check whether it helps.
 #
-# **Time**: about 2 minutes on a 2-core laptop CPU (ten small trainings), well under one on a GPU.
+# **Time**: about 2 minutes on a 2-core laptop CPU (about a dozen small trainings), well under one on a GPU.
 # **Prerequisites**: chapter 09 (fusion; the same world of sounding objects).
 
 # %%
