@@ -60,9 +60,6 @@ class TaskData:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, index: Tensor) -> TaskData:
-        return TaskData(self.images[index], self.mels[index], self.labels[index])
-
 
 def task_data(n: int, seed: int = 0) -> TaskData:
     """n examples of the 24-class task, deterministic in seed."""
