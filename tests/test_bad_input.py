@@ -19,6 +19,8 @@ from mmcourse.models import CLIP, CLIPConfig, zero_shot_predict
 from mmcourse.models.blip import BLIP, BLIPConfig
 from mmcourse.models.fusion import FusionClassifier, ImageEncoder, SoundEncoder, TwoStreamClassifier
 from mmcourse.models.llava import splice
+from mmcourse.models.videobert import VideoBERT, VideoTokenizer
+from mmcourse.nn import VectorQuantizer, perplexity
 from mmcourse.nn import fusion as NF
 from mmcourse.recipes import fusion_tiny, strategies_tiny
 from mmcourse.strategies import OGMGE, ogm_coefficients
@@ -34,6 +36,7 @@ sim, rel = torch.randn(4, 4), torch.eye(4, dtype=torch.bool)
 dec = N.TextDecoder(20, 8, 16, 1, 2, eot_id=2, pad_id=0, sot_id=1)
 clip = CLIP(CLIPConfig.tiny(30, 2))
 lin = torch.nn.Linear(2, 1)
+quantizer = VectorQuantizer(8, 4)
 CASES = [
     ("sample_scenes n=0", "n", lambda: D.sample_scenes(0)),
     ("sample_scenes n=2.5", "n", lambda: D.sample_scenes(2.5)),
@@ -101,6 +104,22 @@ CASES = [
      lambda: dec.generate(torch.ones(2, 2, dtype=torch.long), lengths=torch.tensor([3, 1]))),
     ("eot_positions float", "ids", lambda: N.eot_positions(torch.ones(2, 3), 2)),
     ("pool_eot mismatch", "ids", lambda: N.pool_eot(torch.randn(2, 3, 4), torch.ones(3, 3, dtype=torch.long), 2)),
+    ("VectorQuantizer num_codes 1", "num_codes", lambda: VectorQuantizer(1, 4)),
+    ("VectorQuantizer reset_threshold 2", "reset_threshold", lambda: VectorQuantizer(8, 4, reset_threshold=2.0)),
+    ("VectorQuantizer z channels", "channels", lambda: quantizer(torch.randn(2, 3, 5, 5))),
+    ("VectorQuantizer z empty", "feature vector", lambda: quantizer(torch.randn(0, 4, 5, 5))),
+    ("VectorQuantizer z int", "floating", lambda: quantizer(torch.ones(2, 4, 3, dtype=torch.long))),
+    ("VectorQuantizer lookup range", "codes must lie", lambda: quantizer.lookup(torch.tensor([[0, 8]]))),
+    ("VectorQuantizer lookup float", "codes", lambda: quantizer.lookup(torch.tensor([[0.0, 1.0]]))),
+    ("perplexity codes out of range", "codes must lie", lambda: perplexity(torch.tensor([0, 9]), 4)),
+    ("perplexity empty", "empty", lambda: perplexity(torch.zeros(0, dtype=torch.long), 4)),
+    ("perplexity float codes", "codes", lambda: perplexity(torch.tensor([0.0, 1.0]), 4)),
+    ("perplexity num_codes 0", "num_codes", lambda: perplexity(torch.tensor([0]), 0)),
+    ("bert_mask p > 1", "p", lambda: L.bert_mask(torch.zeros(2, 3, dtype=torch.long), 1, 5, 1.5)),
+    ("bert_mask ids float", "ids", lambda: L.bert_mask(torch.zeros(2, 3), 1, 5)),
+    ("VideoTokenizer frames last", "channels first", lambda: VideoTokenizer(8, 4, 8)(torch.rand(1, 8, 3, 16, 16))),
+    ("VideoBERT codes length", "codes", lambda: VideoBERT(8, 4, 10, 3, 9)(torch.zeros(1, 5, dtype=torch.long),
+                                                                          torch.zeros(1, 3, dtype=torch.long))),
     ("clip_loss scale 0", "logit_scale", lambda: L.clip_loss(torch.randn(2, 4), torch.randn(2, 4), 0.0)),
     ("clip_loss empty", "batch", lambda: L.clip_loss(torch.randn(0, 4), torch.randn(0, 4), 1.0)),
     ("clip_loss mismatch", "text_features", lambda: L.clip_loss(torch.randn(2, 4), torch.randn(3, 4), 1.0)),

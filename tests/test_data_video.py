@@ -48,6 +48,7 @@ def test_clips_move_as_their_captions_say():
     assert not calm.bounced.any()
     assert torch.equal(moving_shapes(5, 3).video, moving_shapes(5, 3).video)
     assert not torch.equal(moving_shapes(5, 3).video, moving_shapes(5, 4).video)
+    assert (moving_shapes(40, 2, sizes=["large"]).scenes.size == 1).all()  # SIZES = ("small", "large")
 
 
 def test_mouth_opening_follows_the_speech_envelope():

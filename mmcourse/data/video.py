@@ -38,18 +38,19 @@ class Clips:
 
 
 def moving_shapes(n: int, seed: int | torch.Generator = 0, *, frames: int = 8, resolution: int = 32,
-                  split: str = "all", held_out=HELD_OUT, bounce: bool = True, device=None,
+                  split: str = "all", held_out=HELD_OUT, sizes=None, bounce: bool = True, device=None,
                   **render_kw) -> Clips:
     """n clips of one shape moving left/right/up/down, slowly or quickly, bouncing off the walls.
 
     The caption says the colour, shape, direction and speed at the start ('a red circle moves left quickly'),
-    plus 'and bounces' when it hits a wall. With bounce=False the start is chosen so it never does.
+    plus 'and bounces' when it hits a wall. With bounce=False the start is chosen so it never does. `sizes`: the
+    allowed size names (default: both).
     render_kw go to `render` (antialias, colour_jitter, noise).
     """
     if frames < 2:
         raise ValueError(f"frames must be >= 2, got {frames}")
     g = make_generator(seed, "clips")
-    scenes = sample_scenes(n, g, min_objects=1, max_objects=1, split=split, held_out=held_out)
+    scenes = sample_scenes(n, g, min_objects=1, max_objects=1, split=split, held_out=held_out, sizes=sizes)
     direction = torch.randint(len(DIRECTIONS), (n,), generator=g)
     speed = torch.randint(len(SPEEDS), (n,), generator=g)
     step = torch.tensor([VELOCITY[d] for d in DIRECTIONS], dtype=torch.float32)[direction]

@@ -1,4 +1,5 @@
-"""Language-modelling loss: next-token cross-entropy, the objective of every decoder in the course.
+"""Language modelling: next-token cross-entropy, the objective of every decoder in the course, and BERT's masking
+for masked modelling (VideoBERT), whose loss is a plain cross-entropy on the masked positions.
 
 `labels` are NOT shifted: pass the token ids themselves (usually `labels = ids` with ignore_index at padding and
 at positions that are not to be learned, e.g. the prompt). The function shifts, as Hugging Face does: the logits
@@ -8,12 +9,13 @@ never a target.
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mmcourse.utils import check_tensor
+from mmcourse.utils import check_number, check_tensor
 
-__all__ = ["lm_loss"]
+__all__ = ["lm_loss", "bert_mask"]
 
 
 def lm_loss(logits: Tensor, labels: Tensor, ignore_index: int = -100, label_smoothing: float = 0.0) -> Tensor:
@@ -34,3 +36,30 @@ def lm_loss(logits: Tensor, labels: Tensor, ignore_index: int = -100, label_smoo
                          "there is no token to learn from (is the mask inverted, or are the sequences length 1?)")
     return F.cross_entropy(logits[:, :-1].flatten(0, 1), targets.flatten(), ignore_index=ignore_index,
                            label_smoothing=label_smoothing)
+
+
+def bert_mask(ids: Tensor, mask_id: int, vocab_size: int, p: float | Tensor = 0.15, *,
+              maskable: Tensor | None = None, generator: torch.Generator | None = None,
+              ignore_index: int = -100) -> tuple[Tensor, Tensor]:
+    """BERT's masking (Devlin et al. 2019): choose each maskable position with probability p (a number, or one
+    per row (B,)); of the chosen, 80 % become mask_id, 10 % a random token of [0, vocab_size), 10 % stay. ids (B, L) ->
+    (inputs (B, L), labels (B, L)): labels are the original ids at the chosen positions, ignore_index elsewhere.
+    """
+    check_tensor(ids, "ids", shape=("B", "L"), dtype="int")
+    check_number(mask_id, "mask_id", integer=True, low=0)
+    check_number(vocab_size, "vocab_size", integer=True, low=1)
+    p = torch.as_tensor(p, dtype=torch.float32, device=ids.device)
+    if p.ndim > 1 or (p.ndim == 1 and len(p) != len(ids)) or not ((p >= 0) & (p <= 1)).all():
+        raise ValueError(f"p: expected a probability, or one per row ({len(ids)},), got {p.tolist()}")
+    p = p.expand(len(ids))[:, None] if p.ndim else p
+    if maskable is not None:
+        check_tensor(maskable, "maskable", shape=ids.shape, dtype=torch.bool)
+    u = torch.rand(3, *ids.shape, generator=generator, device=ids.device)
+    chosen = u[0] < p
+    if maskable is not None:
+        chosen &= maskable
+    labels = ids.masked_fill(~chosen, ignore_index)
+    random_ids = torch.randint(vocab_size, ids.shape, generator=generator, device=ids.device)
+    inputs = torch.where(chosen & (u[1] < 0.8), mask_id, ids)
+    inputs = torch.where(chosen & (u[1] >= 0.8) & (u[2] < 0.5), random_ids, inputs)
+    return inputs, labels

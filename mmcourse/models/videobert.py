@@ -1,0 +1,147 @@
+"""VideoBERT (Sun et al. 2019) on the course's scale: video becomes tokens through a VQ-VAE, then one BERT reads
+video tokens and text tokens together and learns by filling in masked positions of both.
+
+    video (B, 3, T, R, R) --3D-conv encoder--> z (B, D, T/2, R/p, R/p) --VectorQuantizer--> codes (B, T/2, R/p, R/p)
+    [video codes | text ids] + position + modality --Transformer (bidirectional)--> video logits | text logits
+
+VideoBERT clustered pre-trained S3D features with hierarchical k-means; here the tokenizer is learned end to end as
+a VQ-VAE (van den Oord et al. 2017), whose decoder shows what the tokens keep. Captioning fills a row of masked
+text positions from the video tokens alone, a few positions per round, most confident first (mask-predict,
+Ghazvininejad et al. 2019).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from mmcourse.nn import QuantizerOutput, Transformer, VectorQuantizer
+from mmcourse.utils import check_number, check_tensor
+
+__all__ = ["VideoTokenizer", "VideoBERT"]
+
+
+class VideoTokenizer(nn.Module):
+    """A VQ-VAE for clips, channels first. forward(video (B, 3, T, R, R)) -> (reconstruction, QuantizerOutput).
+
+    One token per 2 frames × patch × patch pixels: the encoder halves time once and space log2(patch) times.
+    """
+
+    def __init__(self, num_codes: int = 128, dim: int = 32, width: int = 64, patch: int = 4, **quantizer_kw):
+        super().__init__()
+        if patch not in (4, 8, 16):
+            raise ValueError(f"patch: expected 4, 8 or 16 pixels per token side, got {patch!r}")
+        self.patch = patch
+        extra = patch.bit_length() - 3  # spatial halvings beyond the two every tokenizer has
+        c = width // 2
+        self.encoder = nn.Sequential(
+            nn.Conv3d(3, width // 2, (1, 4, 4), stride=(1, 2, 2), padding=(0, 1, 1)), nn.ReLU(),
+            *[m for _ in range(extra) for m in (nn.Conv3d(c, c, (1, 4, 4), (1, 2, 2), (0, 1, 1)), nn.ReLU())],
+            nn.Conv3d(width // 2, width, (2, 4, 4), stride=(2, 2, 2), padding=(0, 1, 1)), nn.ReLU(),
+            nn.Conv3d(width, width, (1, 3, 3), padding=(0, 1, 1)), nn.ReLU(),
+            nn.Conv3d(width, dim, 1),
+        )
+        self.quantizer = VectorQuantizer(num_codes, dim, **quantizer_kw)
+        self.decoder = nn.Sequential(
+            nn.Conv3d(dim, width, (1, 3, 3), padding=(0, 1, 1)), nn.ReLU(),
+            nn.ConvTranspose3d(width, width // 2, (2, 4, 4), stride=(2, 2, 2), padding=(0, 1, 1)), nn.ReLU(),
+            *[m for _ in range(extra) for m in (nn.ConvTranspose3d(c, c, (1, 4, 4), (1, 2, 2), (0, 1, 1)), nn.ReLU())],
+            nn.ConvTranspose3d(width // 2, 3, (1, 4, 4), stride=(1, 2, 2), padding=(0, 1, 1)),
+        )
+
+    def forward(self, video: Tensor) -> tuple[Tensor, QuantizerOutput]:
+        _check_video(video, self.patch)
+        q = self.quantizer(self.encoder(video))
+        return self.decoder(q.quantized), q
+
+    @torch.no_grad()
+    def tokenize(self, video: Tensor) -> Tensor:
+        """video (B, 3, T, R, R) -> codes (B, T/2, R/patch, R/patch)."""
+        _check_video(video, self.patch)
+        return self.quantizer(self.encoder(video)).codes
+
+    @torch.no_grad()
+    def decode(self, codes: Tensor) -> Tensor:
+        """codes (B, T', H', W') -> frames (B, 3, 2T', patch·H', patch·W'): what the tokens alone keep of a clip."""
+        return self.decoder(self.quantizer.lookup(codes))
+
+
+def _check_video(video: Tensor, patch: int) -> None:
+    check_tensor(video, "video", ndim=5, dtype="float")
+    B, C, T, H, W = video.shape
+    if C != 3 or B == 0 or T % 2 or H % patch or W % patch:
+        raise ValueError(f"video: expected (B, 3, T, H, W), channels first, B >= 1, T even, H and W multiples of "
+                         f"{patch} (frames as (B, T, 3, H, W)? use video.transpose(1, 2)); got shape "
+                         f"{tuple(video.shape)}")
+
+
+class VideoBERT(nn.Module):
+    """One bidirectional transformer over [video tokens | text tokens].
+
+    forward(codes (B, Nv), ids (B, L), text_padding_mask (B, L) True = padding) -> (video logits (B, Nv, K + 1),
+    text logits (B, L, V)). The video vocabulary is the K codes plus a mask token, id K (`video_mask_id`);
+    the text vocabulary includes its own mask token `text_mask_id`. Positions are learned, one table per modality,
+    and a modality embedding says which stream a token is from.
+    """
+
+    def __init__(self, num_codes: int, video_length: int, vocab_size: int, text_length: int, text_mask_id: int,
+                 width: int = 64, layers: int = 2, heads: int = 4, dropout: float = 0.0):
+        super().__init__()
+        check_number(num_codes, "num_codes", integer=True, low=2)
+        if not 0 <= text_mask_id < vocab_size:
+            raise ValueError(f"text_mask_id must be a token id in [0, {vocab_size}), got {text_mask_id}")
+        self.num_codes, self.video_length, self.vocab_size = num_codes, video_length, vocab_size
+        self.text_length, self.video_mask_id, self.text_mask_id = text_length, num_codes, text_mask_id
+        self.video_embedding = nn.Embedding(num_codes + 1, width)
+        self.text_embedding = nn.Embedding(vocab_size, width)
+        self.video_position = nn.Parameter(0.02 * torch.randn(video_length, width))
+        self.text_position = nn.Parameter(0.02 * torch.randn(text_length, width))
+        self.modality_embedding = nn.Embedding(2, width)  # 0 video, 1 text
+        self.transformer = Transformer(width, layers, heads, dropout=dropout)
+        self.ln_final = nn.LayerNorm(width)
+        self.video_head = nn.Linear(width, num_codes + 1)
+        self.text_head = nn.Linear(width, vocab_size)
+        for table in (self.video_embedding, self.text_embedding, self.modality_embedding):
+            nn.init.normal_(table.weight, std=0.02)  # the scale of the positions, which must not be drowned
+
+    def forward(self, codes: Tensor, ids: Tensor, text_padding_mask: Tensor | None = None,
+                return_attn: bool = False):
+        check_tensor(codes, "codes", shape=("B", self.video_length), dtype="int")
+        check_tensor(ids, "ids", shape=(codes.shape[0], "L"), dtype="int")
+        B, L = ids.shape
+        if L > self.text_length:
+            raise ValueError(f"ids: at most text_length={self.text_length} tokens, got {L}")
+        for name, x, n in (("codes", codes, self.num_codes + 1), ("ids", ids, self.vocab_size)):
+            if x.numel() and (x.min() < 0 or x.max() >= n):
+                raise ValueError(f"{name}: expected ids in [0, {n}), got [{x.min().item()}, {x.max().item()}]")
+        video = self.video_embedding(codes) + self.video_position + self.modality_embedding.weight[0]
+        text = self.text_embedding(ids) + self.text_position[:L] + self.modality_embedding.weight[1]
+        padding = None
+        if text_padding_mask is not None:
+            check_tensor(text_padding_mask, "text_padding_mask", shape=(B, L), dtype=torch.bool)
+            padding = torch.cat([text_padding_mask.new_zeros(B, self.video_length), text_padding_mask], 1)
+        out = self.transformer(torch.cat([video, text], 1), key_padding_mask=padding, return_attn=return_attn)
+        h = self.ln_final(out.x if return_attn else out)
+        logits = self.video_head(h[:, :self.video_length]), self.text_head(h[:, self.video_length:])
+        return (*logits, out.attn) if return_attn else logits
+
+    @torch.no_grad()
+    def fill_text(self, codes: Tensor, length: int | None = None, rounds: int = 4) -> Tensor:
+        """Caption clips from their video tokens: start from `length` text mask tokens (default text_length) and
+        fill them in `rounds` rounds, each time keeping the most confident predictions of the still-masked
+        positions (mask-predict). codes (B, Nv) -> ids (B, length)."""
+        length = self.text_length if length is None else length
+        check_number(length, "length", integer=True, low=1, high=self.text_length)
+        check_number(rounds, "rounds", integer=True, low=1, high=length)
+        ids = torch.full((len(codes), length), self.text_mask_id, dtype=torch.long, device=codes.device)
+        masked = torch.ones_like(ids, dtype=torch.bool)
+        for r in range(rounds):
+            probs = self(codes, ids)[1].softmax(-1)
+            probs[..., self.text_mask_id] = 0
+            conf, pred = probs.max(-1)
+            conf = conf.masked_fill(~masked, -1)
+            k = length * (r + 1) // rounds - length * r // rounds  # positions to fill this round
+            keep = torch.zeros_like(masked).scatter_(1, conf.topk(k, dim=1).indices, True)
+            ids = torch.where(keep, pred, ids)
+            masked &= ~keep
+        return ids

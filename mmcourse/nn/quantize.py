@@ -1,0 +1,138 @@
+"""Vector quantization (VQ-VAE, van den Oord et al. 2017): features -> the nearest of K learned codes.
+
+For channels-first features z (B, D, *rest) — an image (B, D, H, W) or a video (B, D, T, H, W) — the channels
+are moved last first, so each position's D-vector stays whole: z.movedim(1, -1).reshape(-1, D). (`z.view(-1, D)`
+on channels-first memory would cut across positions and mix channels with time and space.) Then
+
+    code(i)  = argmin_k ‖z_i − e_k‖²
+    loss     = ‖sg[z] − e‖²  +  β ‖z − sg[e]‖²          codebook term + commitment term, β = 0.25
+    output   = z + sg[e − z]                          straight-through: the value of e, the gradient of z
+
+sg = stop-gradient (`.detach()`). The codebook term moves the codes towards the encoder outputs; without it the
+codebook never learns. The commitment term keeps the encoder close to its codes. With `ema=True` the codebook is
+not learned by gradient: each code moves to the running mean of the vectors assigned to it (decay γ), and only
+the commitment term is returned. A code no vector picks is dead; with `reset_threshold` set, codes whose
+running share of the assignments falls below threshold / K are re-seeded from random encoder outputs of the
+current batch while training. Perplexity exp(H(code frequencies)) counts the codes in effective use (K at best).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mmcourse.utils import check_number, check_tensor
+
+__all__ = ["VectorQuantizer", "QuantizerOutput", "perplexity"]
+
+
+class QuantizerOutput(NamedTuple):
+    quantized: Tensor  # (B, D, *rest) the codes, with the encoder's (straight-through) gradient
+    codes: Tensor  # (B, *rest) int64 code indices
+    loss: Tensor  # codebook_loss + β · commitment_loss (EMA: β · commitment_loss)
+    codebook_loss: Tensor  # ‖sg[z] − e‖² (mean over elements); 0 with EMA
+    commitment_loss: Tensor  # ‖z − sg[e]‖²
+    perplexity: Tensor  # exp(entropy of this batch's code frequencies)
+
+
+def perplexity(codes: Tensor, num_codes: int) -> Tensor:
+    """exp(−Σ p_k log p_k) of the code frequencies p in `codes` (any shape): 1 if one code, K if all equally."""
+    check_number(num_codes, "num_codes", integer=True, low=1)
+    check_tensor(codes, "codes", dtype="int")
+    if codes.numel() == 0:
+        raise ValueError("codes: expected at least one code, got an empty tensor")
+    if codes.min() < 0 or codes.max() >= num_codes:
+        raise ValueError(f"codes must lie in [0, {num_codes}), got [{codes.min().item()}, {codes.max().item()}]")
+    p = torch.bincount(codes.flatten(), minlength=num_codes).float() / codes.numel()
+    return torch.exp(-(p * torch.log(p.clamp(min=1e-12))).sum())
+
+
+class VectorQuantizer(nn.Module):
+    """K codes of dimension D. forward(z (B, D, *rest)) -> QuantizerOutput.
+
+    beta: commitment weight. ema: update codes by exponential moving averages (decay) instead of the codebook
+    loss. reset_threshold: re-seed codes used less than threshold / K of the time (running share, decay
+    `usage_decay`) from random vectors of the batch, in training mode; None never resets.
+    """
+
+    def __init__(self, num_codes: int, dim: int, beta: float = 0.25, *, ema: bool = False, decay: float = 0.99,
+                 reset_threshold: float | None = None, usage_decay: float = 0.99, eps: float = 1e-5):
+        super().__init__()
+        check_number(num_codes, "num_codes", integer=True, low=2)  # one code quantizes everything to a constant
+        check_number(dim, "dim", integer=True, low=1)
+        check_number(beta, "beta", low=0)
+        check_number(decay, "decay", low=0, high=1)
+        check_number(usage_decay, "usage_decay", low=0, high=1)
+        if reset_threshold is not None:
+            check_number(reset_threshold, "reset_threshold", low=0, high=1)
+        self.num_codes, self.dim, self.beta, self.ema = num_codes, dim, beta, ema
+        self.decay, self.reset_threshold, self.usage_decay, self.eps = decay, reset_threshold, usage_decay, eps
+        codebook = torch.empty(num_codes, dim).uniform_(-1 / num_codes, 1 / num_codes)
+        if ema:  # learned by averaging, not by gradient
+            self.register_buffer("codebook", codebook)
+            self.register_buffer("cluster_size", torch.ones(num_codes))  # each code: the mean of one vector, itself
+            self.register_buffer("embed_sum", codebook.clone())
+        else:
+            self.codebook = nn.Parameter(codebook)
+        self.register_buffer("usage", torch.full((num_codes,), 1 / num_codes))  # running share of assignments
+
+    def nearest(self, flat: Tensor) -> Tensor:
+        """flat (N, D) -> the index of each row's nearest code (N,), by ‖z‖² − 2 z·e + ‖e‖²."""
+        e = self.codebook
+        d = flat.pow(2).sum(1, keepdim=True) - 2 * flat @ e.t() + e.pow(2).sum(1)
+        return d.argmin(1)
+
+    def lookup(self, codes: Tensor) -> Tensor:
+        """codes (B, *rest) -> their vectors, channels first (B, D, *rest): decode tokens without an encoder."""
+        check_tensor(codes, "codes", dtype=torch.long)
+        if codes.numel() and (codes.min() < 0 or codes.max() >= self.num_codes):
+            raise ValueError(f"codes must lie in [0, {self.num_codes}), got [{codes.min().item()}, "
+                             f"{codes.max().item()}]")
+        return F.embedding(codes, self.codebook).movedim(-1, 1)
+
+    def forward(self, z: Tensor) -> QuantizerOutput:
+        check_tensor(z, "z", dtype="float")
+        if z.ndim < 2 or z.shape[1] != self.dim:
+            raise ValueError(f"z: expected channels-first features (B, {self.dim}, ...) with {self.dim} channels "
+                             f"(the code dimension), got shape {tuple(z.shape)}")
+        if z.numel() == 0:
+            raise ValueError(f"z: expected at least one feature vector, got shape {tuple(z.shape)}")
+        z_last = z.movedim(1, -1)  # (B, *rest, D): each position's vector contiguous
+        flat = z_last.reshape(-1, self.dim)
+        codes = self.nearest(flat.detach())
+        e = F.embedding(codes, self.codebook).view_as(z_last)  # the chosen codes, before this step moves any
+        if self.training:
+            self._update(flat.detach(), codes)
+        commitment = F.mse_loss(z_last, e.detach())
+        codebook = z.new_zeros(()) if self.ema else F.mse_loss(e, z_last.detach())
+        quantized = (z_last + (e - z_last).detach()).movedim(-1, 1)
+        return QuantizerOutput(quantized, codes.view(z_last.shape[:-1]), codebook + self.beta * commitment,
+                               codebook, commitment, perplexity(codes, self.num_codes))
+
+    @torch.no_grad()
+    def _update(self, flat: Tensor, codes: Tensor) -> None:
+        """Training only: the usage statistics, the EMA codebook update, and the dead-code reset."""
+        onehot = F.one_hot(codes, self.num_codes).type_as(flat)  # (N, K)
+        counts = onehot.sum(0)
+        self.usage.lerp_(counts / len(flat), 1 - self.usage_decay)
+        if self.ema:
+            self.cluster_size.lerp_(counts, 1 - self.decay)
+            self.embed_sum.lerp_(onehot.t() @ flat, 1 - self.decay)
+            n = self.cluster_size.sum()  # Laplace smoothing keeps an unused code's size away from 0
+            size = (self.cluster_size + self.eps) / (n + self.num_codes * self.eps) * n
+            self.codebook.copy_(self.embed_sum / size[:, None])
+        if self.reset_threshold is not None:
+            dead = (self.usage < self.reset_threshold / self.num_codes).nonzero().flatten()
+            if len(dead):
+                pick = torch.randperm(len(flat), device=flat.device)[:len(dead)]  # distinct, when there are enough
+                if len(pick) < len(dead):
+                    pick = pick[torch.randint(len(pick), (len(dead),), device=flat.device)]
+                seeds = flat[pick]
+                self.codebook[dead] = seeds
+                self.usage[dead] = 1 / self.num_codes
+                if self.ema:
+                    self.embed_sum[dead] = seeds
+                    self.cluster_size[dead] = 1.0

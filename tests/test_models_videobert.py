@@ -1,0 +1,136 @@
+"""VideoBERT's pieces: BERT's masking, the VQ-VAE tokenizer for clips, the joint transformer and mask-predict."""
+
+import pytest
+import torch
+
+from mmcourse.losses import bert_mask
+from mmcourse.models.videobert import VideoBERT, VideoTokenizer
+
+
+def test_bert_mask_chooses_p_of_the_positions_and_replaces_them_80_10_10():
+    ids = torch.randint(5, 100, (400, 250), generator=torch.Generator().manual_seed(0))
+    inputs, labels = bert_mask(ids, 1, 100, 0.15, generator=torch.Generator().manual_seed(1))
+    chosen = labels != -100
+    assert abs(chosen.float().mean().item() - 0.15) < 0.005
+    assert torch.equal(labels[chosen], ids[chosen])
+    assert torch.equal(inputs[~chosen], ids[~chosen])  # the rest is untouched
+    masked = (inputs == 1) & chosen
+    kept = (inputs == ids) & chosen
+    random = chosen & ~masked & ~kept  # a random token that differs from the original (a few draw the same id)
+    n = chosen.sum().item()
+    assert abs(masked.sum().item() / n - 0.8) < 0.01
+    assert abs(kept.sum().item() / n - 0.1) < 0.01  # 10 % kept, plus the random draws that hit the original (1 %)
+    assert abs(random.sum().item() / n - 0.1) < 0.01
+    assert inputs[random].min() >= 0 and inputs[random].max() < 100
+
+
+def test_bert_mask_takes_one_rate_per_row_and_respects_maskable():
+    ids = torch.arange(40).view(4, 10)
+    p = torch.tensor([0.0, 1.0, 1.0, 0.5])
+    maskable = torch.ones(4, 10, dtype=torch.bool)
+    maskable[2, :5] = False
+    inputs, labels = bert_mask(ids, 99, 100, p, maskable=maskable, generator=torch.Generator().manual_seed(0))
+    assert (labels[0] == -100).all() and torch.equal(inputs[0], ids[0])
+    assert torch.equal(labels[1], ids[1])
+    assert (labels[2, :5] == -100).all() and torch.equal(labels[2, 5:], ids[2, 5:])
+    again = bert_mask(ids, 99, 100, p, maskable=maskable, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(again[0], inputs) and torch.equal(again[1], labels)
+
+
+@pytest.mark.parametrize("kw, match", [(dict(p=1.5), "probability"), (dict(p=torch.ones(3)), "one per row"),
+                                       (dict(mask_id=-1), "mask_id"), (dict(vocab_size=0), "vocab_size")])
+def test_bert_mask_bad_input(kw, match):
+    args = dict(ids=torch.zeros(2, 5, dtype=torch.long), mask_id=3, vocab_size=10) | kw
+    with pytest.raises((ValueError, TypeError), match=match):
+        bert_mask(**args)
+
+
+def tokenizer(**kw):
+    torch.manual_seed(0)
+    return VideoTokenizer(num_codes=16, dim=8, width=16, **kw)
+
+
+def test_tokenizer_tokens_are_2_frames_by_4_by_4_pixels_and_decode_back_to_frames():
+    tok = tokenizer().eval()
+    video = torch.rand(3, 3, 8, 16, 16)
+    recon, q = tok(video)
+    assert recon.shape == video.shape and q.codes.shape == (3, 4, 4, 4)
+    assert torch.equal(tok.tokenize(video), q.codes)
+    torch.testing.assert_close(tok.decode(q.codes), recon)  # the decoder sees only the codes' vectors
+    with pytest.raises(ValueError, match="channels first"):
+        tok(video.transpose(1, 2))  # frames as (B, T, 3, H, W)
+
+
+def test_tokenizer_learns_to_reconstruct():
+    tok = tokenizer()
+    video = torch.rand(4, 3, 4, 8, 8)
+    opt = torch.optim.Adam(tok.parameters(), 3e-3)
+    losses = []
+    for _ in range(60):
+        recon, q = tok(video)
+        loss = torch.nn.functional.mse_loss(recon, video) + q.loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+    assert tok.quantizer.codebook.grad is not None and tok.encoder[0].weight.grad.abs().sum() > 0
+
+
+def bert(**kw):
+    torch.manual_seed(0)
+    return VideoBERT(num_codes=16, video_length=6, vocab_size=12, text_length=5, text_mask_id=11, width=16,
+                     layers=2, heads=2, **kw).eval()
+
+
+def test_bert_reads_both_streams_in_both_directions():
+    m = bert()
+    codes, ids = torch.randint(16, (2, 6)), torch.randint(11, (2, 5))
+    v, t = m(codes, ids)
+    assert v.shape == (2, 6, 17) and t.shape == (2, 5, 12)  # video logits include the mask token
+    later = ids.clone()
+    later[:, -1] = (later[:, -1] + 1) % 11
+    assert not torch.allclose(m(codes, later)[1][:, 0], t[:, 0])  # the first text position sees the last one
+    other = codes.clone()
+    other[:, 0] = (other[:, 0] + 1) % 16
+    assert not torch.allclose(m(other, ids)[1], t)  # text sees video
+    assert not torch.allclose(m(codes, later)[0], v)  # video sees text
+
+
+def test_bert_ignores_padded_text():
+    m = bert()
+    codes, ids = torch.randint(16, (2, 6)), torch.randint(11, (2, 5))
+    pad = torch.tensor([[False, False, False, True, True]] * 2)
+    v, t = m(codes, ids, pad)
+    other = ids.clone()
+    other[:, 3:] = 0
+    v2, t2 = m(codes, other, pad)
+    torch.testing.assert_close(v2, v)
+    torch.testing.assert_close(t2[:, :3], t[:, :3])
+
+
+def test_fill_text_in_one_round_is_the_argmax_on_all_masks_and_never_leaves_a_mask():
+    m = bert()
+    codes = torch.randint(16, (3, 6))
+    logits = m(codes, torch.full((3, 5), 11))[1]
+    logits[..., 11] = -float("inf")
+    assert torch.equal(m.fill_text(codes, rounds=1), logits.argmax(-1))
+    filled = m.fill_text(codes, rounds=5)
+    assert filled.shape == (3, 5) and not (filled == 11).any()
+    with torch.no_grad():
+        m.text_head.bias[3] = 100.0  # every position is sure of token 3, except where it must not be
+    assert (m.fill_text(codes, rounds=3) == 3).all()
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda m: m(torch.randint(16, (2, 5)), torch.zeros(2, 3, dtype=torch.long)), "codes"),
+    (lambda m: m(torch.full((2, 6), 17), torch.zeros(2, 3, dtype=torch.long)), r"codes: expected ids in \[0, 17\)"),
+    (lambda m: m(torch.zeros(2, 6, dtype=torch.long), torch.full((2, 3), 12)), "ids: expected ids"),
+    (lambda m: m(torch.zeros(2, 6, dtype=torch.long), torch.zeros(2, 6, dtype=torch.long)), "text_length=5"),
+    (lambda m: m.fill_text(torch.zeros(1, 6, dtype=torch.long), rounds=0), "rounds"),
+    (lambda m: VideoBERT(1, 6, 12, 5, 11), "num_codes"),
+    (lambda m: VideoBERT(16, 6, 12, 5, 12), "text_mask_id"),
+])
+def test_bert_bad_input(call, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        call(bert())

@@ -1,0 +1,59 @@
+"""Chapter 08's recipe: its clips and captions, the two trainings' mechanics, and the caption scorer.
+(The trained models' numbers are measured by the recipe's full runs, not here.)"""
+
+import copy
+
+import pytest
+import torch
+
+from mmcourse.recipes import videobert_tiny as V
+
+
+@pytest.fixture(scope="module")
+def data():
+    return V.clips(12, seed=0)
+
+
+def test_clips_are_channels_first_with_their_captions_tokenized(data):
+    assert data.video.shape == (12, 3, V.FRAMES, V.RESOLUTION, V.RESOLUTION)
+    assert data.ids.shape == (12, V.TEXT_LENGTH)
+    tok = V.text_tokenizer()
+    assert tok.decode_batch(data.ids) == data.captions  # TEXT_LENGTH holds every caption whole
+    assert torch.equal(V.clips(12, seed=0).video, data.video)
+    held = V.clips(50, seed=0, split="test")
+    pairs = {(c, s) for c, s in zip(held.colour.tolist(), held.shape.tolist(), strict=True)}
+    train = V.clips(300, seed=0)
+    assert not pairs & set(zip(train.colour.tolist(), train.shape.tolist(), strict=True))
+
+
+def test_caption_scores_read_each_attribute(data):
+    perfect = V.caption_scores(data.captions, data)
+    assert perfect == {"colour": 1, "shape": 1, "direction": 1, "speed": 1, "bounce": 1, "full": 1}
+    wrong_dir = [c.replace(" left", " xx").replace(" right", " left").replace(" xx", " right")
+                 .replace(" up", " yy").replace(" down", " up").replace(" yy", " down") for c in data.captions]
+    scores = V.caption_scores(wrong_dir, data)
+    assert scores["direction"] == 0 and scores["full"] == 0 and scores["colour"] == 1
+    two_colours = [c.replace(" moves", " red blue moves") for c in data.captions]
+    assert V.caption_scores(two_colours, data)["colour"] < 1  # naming every colour is not right
+
+
+def test_tokenizer_training_trains_the_codebook_and_records_perplexity(data):
+    tok = V.build_tokenizer(seed=0)
+    start = copy.deepcopy(tok)
+    history = V.train_tokenizer(tok, steps=3, progress=False)
+    assert len(history.loss) == 3 and len(history.perplexity) == 3
+    assert not torch.equal(start.quantizer.codebook, tok.quantizer.codebook)
+    usage = V.codebook_usage(tok, data)
+    assert usage.sum() == 12 * (V.FRAMES // 2) * (V.RESOLUTION // V.PATCH) ** 2
+
+
+def test_bert_training_leaves_the_tokenizer_alone_and_captions_have_the_right_form(data):
+    tok = V.build_tokenizer(seed=0).eval()
+    start = copy.deepcopy(tok.state_dict())
+    bert = V.build_bert(tok, seed=0, width=16, layers=1, heads=2)
+    history = V.train_bert(bert, tok, steps=3, progress=False)
+    assert len(history.loss) == 3
+    assert all(torch.equal(v, tok.state_dict()[k]) for k, v in start.items())
+    texts = V.caption(bert, tok, data.video[:4])
+    assert len(texts) == 4 and all(isinstance(t, str) and "<mask>" not in t for t in texts)
+    assert set(V.evaluate(bert, tok, data)) == {"colour", "shape", "direction", "speed", "bounce", "full"}
