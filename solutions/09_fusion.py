@@ -16,7 +16,11 @@ if "google.colab" in sys.modules:
     import subprocess
 
     url = "git+https://github.com/mmcourse/mmcourse@main"
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"mmcourse @ {url}"], check=True)
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"mmcourse @ {url}"],
+                         capture_output=True, text=True)
+    if pip.returncode != 0:
+        raise SystemExit(f"Could not install the course package from {url}:\n{pip.stderr[-1500:]}\n"
+                         "Check that the runtime is connected to the internet, then run this cell again.")
 
 # %%
 import math

@@ -108,7 +108,7 @@ def test_drifted_exercise_differs_from_regeneration(course, tmp_path_factory):
 
 def test_setup_cell_must_be_verbatim(course):
     py = course / "solutions" / "99_test.py"
-    py.write_text(py.read_text().replace("check=True", "check=False"))
+    py.write_text(py.read_text().replace("text=True", "text=False"))
     assert notebooks.setup_cell_problems(py)
 
 
@@ -195,3 +195,32 @@ def test_a_fix_exercise_shows_the_buggy_code():
         stub_solutions(text.replace("    # y = x", "    y = x"))
     with pytest.raises(MarkerError, match="holds no code"):
         stub_solutions("def f(x):\n    # BEGIN SOLUTION\n    return x\n    # BUGGY\n    # END SOLUTION\n")
+
+
+def test_setup_cell_on_colab_installs_the_package_and_fails_with_a_clear_message(monkeypatch):
+    import subprocess
+    import sys
+    import types
+
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    calls = []
+
+    def fake_run(args, **kw):
+        calls.append(args)
+        return subprocess.CompletedProcess(args, returncode, "", "ERROR: could not resolve github.com")
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    returncode = 0
+    exec(notebooks.SETUP_SOURCE, {})
+    assert calls[-1][-1] == f"mmcourse @ git+https://github.com/{notebooks.REPO}@{notebooks.BRANCH}"
+    assert not any(name in " ".join(calls[-1]) for name in ("torch", "numpy", "ipywidgets"))
+    returncode = 1
+    with pytest.raises(SystemExit, match="(?s)Could not install.*could not resolve github.com.*internet"):
+        exec(notebooks.SETUP_SOURCE, {})
+
+
+def test_readme_colab_links_follow_the_repository_setting():
+    from mmcourse.dev.__main__ import COLAB_LINK
+
+    fork = "[![Open In Colab](b.svg)](https://colab.research.google.com/github/someone/fork/blob/dev/notebooks/02_clip.ipynb)"
+    assert COLAB_LINK.sub(notebooks.COLAB, fork).endswith(f"({notebooks.colab_url('notebooks/02_clip.ipynb')})")

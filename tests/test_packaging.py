@@ -66,3 +66,9 @@ def test_doctor_fails_an_unwritable_cache(monkeypatch, tmp_path):
                                             ("3.11.7", (3, 11, 7))])
 def test_versions_are_read_as_numbers(text, expected):
     assert doctor._version(text) == expected
+
+
+def test_github_workflow_runs_the_readme_test_command():
+    workflow = (ROOT / ".github" / "workflows" / "ci.yml").read_text()
+    assert "run: make test" in workflow and '"3.10"' in workflow and '"3.12"' in workflow
+    assert "make test" in (ROOT / ".ci" / "run").read_text()

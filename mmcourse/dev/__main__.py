@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -65,6 +66,9 @@ def cmd_results(args) -> None:
     print(results.table(results.collect(ROOT / "notebooks")))
 
 
+COLAB_LINK = re.compile(r"https://colab\.research\.google\.com/github/[^/\s]+/[^/\s]+/blob/[^/\s]+/")
+
+
 def readme_results_block() -> str:
     return f"{README_BEGIN}\n{results.table(results.collect(ROOT / 'notebooks'))}\n{README_END}"
 
@@ -76,8 +80,9 @@ def cmd_readme(args) -> None:
     _, found, tail = rest.partition(README_END)
     if not found:
         sys.exit(f"README.md has no {README_BEGIN} … {README_END} block")
-    notebooks.write_atomic(readme, head + readme_results_block() + tail)
-    print("README.md results table updated")
+    text = COLAB_LINK.sub(notebooks.COLAB, head + readme_results_block() + tail)  # a fork's own address
+    notebooks.write_atomic(readme, text)
+    print(f"README.md results table and Colab links ({notebooks.REPO}@{notebooks.BRANCH}) updated")
 
 
 def cmd_warm(args) -> None:
@@ -103,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
         p = sub.add_parser(name, help=helptext)
         p.add_argument("names", nargs="*", help="chapter prefixes, e.g. 00 01 (default: all)")
     sub.add_parser("results", help="print the results table read from the executed lecture notebooks")
-    sub.add_parser("readme", help="write that table into README.md")
+    sub.add_parser("readme", help="write that table, and the Colab links of REPO / BRANCH, into README.md")
     warm = sub.add_parser("warm", help="train zoo entries into the cache before the tests need them")
     warm.add_argument("names", nargs="+", help="zoo entries, e.g. clip-tiny")
     args = parser.parse_args(argv)

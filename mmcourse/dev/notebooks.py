@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PAIRED_DIRS = ("notebooks", "solutions", "exercises")
 REPO = "mmcourse/mmcourse"  # the GitHub repository (owner/name): the one place it is named
 BRANCH = "main"
+COLAB = f"https://colab.research.google.com/github/{REPO}/blob/{BRANCH}/"  # + a notebook's path
 
 SETUP_SOURCE = f'''# Setup: on Colab, install the course's helper package only (Colab's torch, numpy, ipywidgets stay).
 import sys
@@ -29,7 +30,11 @@ if "google.colab" in sys.modules:
     import subprocess
 
     url = "git+https://github.com/{REPO}@{BRANCH}"
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"mmcourse @ {{url}}"], check=True)'''
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"mmcourse @ {{url}}"],
+                         capture_output=True, text=True)
+    if pip.returncode != 0:
+        raise SystemExit(f"Could not install the course package from {{url}}:\\n{{pip.stderr[-1500:]}}\\n"
+                         "Check that the runtime is connected to the internet, then run this cell again.")'''
 
 KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
 _JUPYTEXT_META = {"notebook_metadata_filter": "-all", "cell_metadata_filter": "-all"}
@@ -38,7 +43,7 @@ _WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 
 def colab_url(ipynb: str | Path) -> str:
     """The 'Open in Colab' address of a notebook of this repository (path relative to the repo root)."""
-    return f"https://colab.research.google.com/github/{REPO}/blob/{BRANCH}/{Path(ipynb).as_posix()}"
+    return COLAB + Path(ipynb).as_posix()
 
 
 def pairs(root: Path = ROOT) -> list[tuple[Path, Path]]:
@@ -57,8 +62,9 @@ def cells(nb) -> list[tuple[str, str]]:
 
 
 def source_hash(nb) -> str:
-    """A hash of the code cells: the outputs come from them alone, so editing the prose keeps them current."""
-    code = [source for kind, source in cells(nb) if kind == "code"]
+    """A hash of the code cells: the outputs come from them alone, so editing the prose keeps them current. The
+    setup cell is left out: it does nothing outside Colab, so a change to it cannot change an output."""
+    code = [source for kind, source in cells(nb) if kind == "code" and not source.startswith("# Setup:")]
     return hashlib.sha256(json.dumps(code).encode()).hexdigest()[:16]
 
 
