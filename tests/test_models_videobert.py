@@ -61,6 +61,16 @@ def test_tokenizer_tokens_are_2_frames_by_4_by_4_pixels_and_decode_back_to_frame
         tok(video.transpose(1, 2))  # frames as (B, T, 3, H, W)
 
 
+def test_tokenize_never_moves_the_codebook():
+    tok = tokenizer(reset_threshold=1.0).train()  # every code below its share: a forward would reset some
+    video = torch.rand(2, 3, 8, 16, 16)
+    before = {k: v.clone() for k, v in tok.quantizer.state_dict().items()}
+    codes = tok.tokenize(video)
+    assert all(torch.equal(v, tok.quantizer.state_dict()[k]) for k, v in before.items())
+    assert torch.equal(codes, tok(video)[1].codes)  # the codes a forward chooses (before it moves any)
+    assert not torch.equal(before["codebook"], tok.quantizer.codebook)
+
+
 def test_tokenizer_learns_to_reconstruct():
     tok = tokenizer()
     video = torch.rand(4, 3, 4, 8, 8)

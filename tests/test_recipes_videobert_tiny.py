@@ -35,6 +35,8 @@ def test_caption_scores_read_each_attribute(data):
     assert scores["direction"] == 0 and scores["full"] == 0 and scores["colour"] == 1
     two_colours = [c.replace(" moves", " red blue moves") for c in data.captions]
     assert V.caption_scores(two_colours, data)["colour"] < 1  # naming every colour is not right
+    with pytest.raises(ValueError, match="one caption per clip"):
+        V.caption_scores(data.captions[:-1], data)
 
 
 def test_tokenizer_training_trains_the_codebook_and_records_perplexity(data):
@@ -44,7 +46,7 @@ def test_tokenizer_training_trains_the_codebook_and_records_perplexity(data):
     assert len(history.loss) == 3 and len(history.perplexity) == 3
     assert not torch.equal(start.quantizer.codebook, tok.quantizer.codebook)
     usage = V.codebook_usage(tok, data)
-    assert usage.sum() == 12 * (V.FRAMES // 2) * (V.RESOLUTION // V.PATCH) ** 2
+    assert usage.sum() == 12 * (V.FRAMES // 2) * (V.RESOLUTION // 4) ** 2
 
 
 def test_bert_training_leaves_the_tokenizer_alone_and_captions_have_the_right_form(data):

@@ -1,7 +1,7 @@
 """VideoBERT (Sun et al. 2019) on the course's scale: video becomes tokens through a VQ-VAE, then one BERT reads
 video tokens and text tokens together and learns by filling in masked positions of both.
 
-    video (B, 3, T, R, R) --3D-conv encoder--> z (B, D, T/2, R/p, R/p) --VectorQuantizer--> codes (B, T/2, R/p, R/p)
+    video (B, 3, T, R, R) --3D-conv encoder--> z (B, D, T/2, R/4, R/4) --VectorQuantizer--> codes (B, T/2, R/4, R/4)
     [video codes | text ids] + position + modality --Transformer (bidirectional)--> video logits | text logits
 
 VideoBERT clustered pre-trained S3D features with hierarchical k-means; here the tokenizer is learned end to end as
@@ -24,19 +24,13 @@ __all__ = ["VideoTokenizer", "VideoBERT"]
 class VideoTokenizer(nn.Module):
     """A VQ-VAE for clips, channels first. forward(video (B, 3, T, R, R)) -> (reconstruction, QuantizerOutput).
 
-    One token per 2 frames × patch × patch pixels: the encoder halves time once and space log2(patch) times.
+    One token per 2 frames × 4 × 4 pixels: the encoder halves time once and space twice.
     """
 
-    def __init__(self, num_codes: int = 128, dim: int = 32, width: int = 64, patch: int = 4, **quantizer_kw):
+    def __init__(self, num_codes: int = 128, dim: int = 32, width: int = 64, **quantizer_kw):
         super().__init__()
-        if patch not in (4, 8, 16):
-            raise ValueError(f"patch: expected 4, 8 or 16 pixels per token side, got {patch!r}")
-        self.patch = patch
-        extra = patch.bit_length() - 3  # spatial halvings beyond the two every tokenizer has
-        c = width // 2
         self.encoder = nn.Sequential(
             nn.Conv3d(3, width // 2, (1, 4, 4), stride=(1, 2, 2), padding=(0, 1, 1)), nn.ReLU(),
-            *[m for _ in range(extra) for m in (nn.Conv3d(c, c, (1, 4, 4), (1, 2, 2), (0, 1, 1)), nn.ReLU())],
             nn.Conv3d(width // 2, width, (2, 4, 4), stride=(2, 2, 2), padding=(0, 1, 1)), nn.ReLU(),
             nn.Conv3d(width, width, (1, 3, 3), padding=(0, 1, 1)), nn.ReLU(),
             nn.Conv3d(width, dim, 1),
@@ -45,34 +39,32 @@ class VideoTokenizer(nn.Module):
         self.decoder = nn.Sequential(
             nn.Conv3d(dim, width, (1, 3, 3), padding=(0, 1, 1)), nn.ReLU(),
             nn.ConvTranspose3d(width, width // 2, (2, 4, 4), stride=(2, 2, 2), padding=(0, 1, 1)), nn.ReLU(),
-            *[m for _ in range(extra) for m in (nn.ConvTranspose3d(c, c, (1, 4, 4), (1, 2, 2), (0, 1, 1)), nn.ReLU())],
             nn.ConvTranspose3d(width // 2, 3, (1, 4, 4), stride=(1, 2, 2), padding=(0, 1, 1)),
         )
 
     def forward(self, video: Tensor) -> tuple[Tensor, QuantizerOutput]:
-        _check_video(video, self.patch)
+        _check_video(video)
         q = self.quantizer(self.encoder(video))
         return self.decoder(q.quantized), q
 
     @torch.no_grad()
     def tokenize(self, video: Tensor) -> Tensor:
-        """video (B, 3, T, R, R) -> codes (B, T/2, R/patch, R/patch)."""
-        _check_video(video, self.patch)
-        return self.quantizer(self.encoder(video)).codes
+        """video (B, 3, T, R, R) -> codes (B, T/2, R/4, R/4). Never updates the codebook, even in training mode."""
+        _check_video(video)
+        return self.quantizer.encode(self.encoder(video))
 
     @torch.no_grad()
     def decode(self, codes: Tensor) -> Tensor:
-        """codes (B, T', H', W') -> frames (B, 3, 2T', patch·H', patch·W'): what the tokens alone keep of a clip."""
+        """codes (B, T', H', W') -> frames (B, 3, 2T', 4H', 4W'): what the tokens alone keep of a clip."""
         return self.decoder(self.quantizer.lookup(codes))
 
 
-def _check_video(video: Tensor, patch: int) -> None:
+def _check_video(video: Tensor) -> None:
     check_tensor(video, "video", ndim=5, dtype="float")
     B, C, T, H, W = video.shape
-    if C != 3 or B == 0 or T % 2 or H % patch or W % patch:
-        raise ValueError(f"video: expected (B, 3, T, H, W), channels first, B >= 1, T even, H and W multiples of "
-                         f"{patch} (frames as (B, T, 3, H, W)? use video.transpose(1, 2)); got shape "
-                         f"{tuple(video.shape)}")
+    if C != 3 or B == 0 or T % 2 or H % 4 or W % 4:
+        raise ValueError(f"video: expected (B, 3, T, H, W), channels first, B >= 1, T even, H and W multiples of 4 "
+                         f"(frames as (B, T, 3, H, W)? use video.transpose(1, 2)); got shape {tuple(video.shape)}")
 
 
 class VideoBERT(nn.Module):
@@ -104,8 +96,7 @@ class VideoBERT(nn.Module):
         for table in (self.video_embedding, self.text_embedding, self.modality_embedding):
             nn.init.normal_(table.weight, std=0.02)  # the scale of the positions, which must not be drowned
 
-    def forward(self, codes: Tensor, ids: Tensor, text_padding_mask: Tensor | None = None,
-                return_attn: bool = False):
+    def forward(self, codes: Tensor, ids: Tensor, text_padding_mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
         check_tensor(codes, "codes", shape=("B", self.video_length), dtype="int")
         check_tensor(ids, "ids", shape=(codes.shape[0], "L"), dtype="int")
         B, L = ids.shape
@@ -120,10 +111,8 @@ class VideoBERT(nn.Module):
         if text_padding_mask is not None:
             check_tensor(text_padding_mask, "text_padding_mask", shape=(B, L), dtype=torch.bool)
             padding = torch.cat([text_padding_mask.new_zeros(B, self.video_length), text_padding_mask], 1)
-        out = self.transformer(torch.cat([video, text], 1), key_padding_mask=padding, return_attn=return_attn)
-        h = self.ln_final(out.x if return_attn else out)
-        logits = self.video_head(h[:, :self.video_length]), self.text_head(h[:, self.video_length:])
-        return (*logits, out.attn) if return_attn else logits
+        h = self.ln_final(self.transformer(torch.cat([video, text], 1), key_padding_mask=padding))
+        return self.video_head(h[:, :self.video_length]), self.text_head(h[:, self.video_length:])
 
     @torch.no_grad()
     def fill_text(self, codes: Tensor, length: int | None = None, rounds: int = 4) -> Tensor:

@@ -41,13 +41,17 @@ class QuantizerOutput(NamedTuple):
 def perplexity(codes: Tensor, num_codes: int) -> Tensor:
     """exp(−Σ p_k log p_k) of the code frequencies p in `codes` (any shape): 1 if one code, K if all equally."""
     check_number(num_codes, "num_codes", integer=True, low=1)
-    check_tensor(codes, "codes", dtype="int")
     if codes.numel() == 0:
         raise ValueError("codes: expected at least one code, got an empty tensor")
-    if codes.min() < 0 or codes.max() >= num_codes:
-        raise ValueError(f"codes must lie in [0, {num_codes}), got [{codes.min().item()}, {codes.max().item()}]")
+    _check_codes(codes, num_codes)
     p = torch.bincount(codes.flatten(), minlength=num_codes).float() / codes.numel()
     return torch.exp(-(p * torch.log(p.clamp(min=1e-12))).sum())
+
+
+def _check_codes(codes: Tensor, num_codes: int) -> None:
+    check_tensor(codes, "codes", dtype="int")
+    if codes.numel() and (codes.min() < 0 or codes.max() >= num_codes):
+        raise ValueError(f"codes must lie in [0, {num_codes}), got [{codes.min().item()}, {codes.max().item()}]")
 
 
 class VectorQuantizer(nn.Module):
@@ -87,20 +91,16 @@ class VectorQuantizer(nn.Module):
 
     def lookup(self, codes: Tensor) -> Tensor:
         """codes (B, *rest) -> their vectors, channels first (B, D, *rest): decode tokens without an encoder."""
-        check_tensor(codes, "codes", dtype=torch.long)
-        if codes.numel() and (codes.min() < 0 or codes.max() >= self.num_codes):
-            raise ValueError(f"codes must lie in [0, {self.num_codes}), got [{codes.min().item()}, "
-                             f"{codes.max().item()}]")
+        _check_codes(codes, self.num_codes)
         return F.embedding(codes, self.codebook).movedim(-1, 1)
 
+    def encode(self, z: Tensor) -> Tensor:
+        """z (B, D, *rest) -> the nearest codes (B, *rest), in any mode and without touching the codebook."""
+        z_last = self._channels_last(z)
+        return self.nearest(z_last.detach().reshape(-1, self.dim)).view(z_last.shape[:-1])
+
     def forward(self, z: Tensor) -> QuantizerOutput:
-        check_tensor(z, "z", dtype="float")
-        if z.ndim < 2 or z.shape[1] != self.dim:
-            raise ValueError(f"z: expected channels-first features (B, {self.dim}, ...) with {self.dim} channels "
-                             f"(the code dimension), got shape {tuple(z.shape)}")
-        if z.numel() == 0:
-            raise ValueError(f"z: expected at least one feature vector, got shape {tuple(z.shape)}")
-        z_last = z.movedim(1, -1)  # (B, *rest, D): each position's vector contiguous
+        z_last = self._channels_last(z)  # (B, *rest, D): each position's vector contiguous
         flat = z_last.reshape(-1, self.dim)
         codes = self.nearest(flat.detach())
         e = F.embedding(codes, self.codebook).view_as(z_last)  # the chosen codes, before this step moves any
@@ -111,6 +111,15 @@ class VectorQuantizer(nn.Module):
         quantized = (z_last + (e - z_last).detach()).movedim(-1, 1)
         return QuantizerOutput(quantized, codes.view(z_last.shape[:-1]), codebook + self.beta * commitment,
                                codebook, commitment, perplexity(codes, self.num_codes))
+
+    def _channels_last(self, z: Tensor) -> Tensor:
+        check_tensor(z, "z", dtype="float")
+        if z.ndim < 2 or z.shape[1] != self.dim:
+            raise ValueError(f"z: expected channels-first features (B, {self.dim}, ...) with {self.dim} channels "
+                             f"(the code dimension), got shape {tuple(z.shape)}")
+        if z.numel() == 0:
+            raise ValueError(f"z: expected at least one feature vector, got shape {tuple(z.shape)}")
+        return z.movedim(1, -1)
 
     @torch.no_grad()
     def _update(self, flat: Tensor, codes: Tensor) -> None:

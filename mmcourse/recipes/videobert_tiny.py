@@ -31,13 +31,13 @@ from mmcourse.data.text import split_words
 from mmcourse.losses import bert_mask
 from mmcourse.models.videobert import VideoBERT, VideoTokenizer
 from mmcourse.train import History, fit
-from mmcourse.utils import check_number, make_generator, seed_everything
+from mmcourse.utils import get_device, make_generator, seed_everything
 
 __all__ = ["FRAMES", "RESOLUTION", "NUM_CODES", "TEXT_LENGTH", "BATCH_SIZE", "TOKENIZER_STEPS", "BERT_STEPS",
            "Clips", "clips", "text_tokenizer", "build_tokenizer", "train_tokenizer", "codebook_usage",
            "build_bert", "train_bert", "caption", "caption_scores", "evaluate"]
 
-FRAMES, RESOLUTION, PATCH = 8, 16, 4  # one token per 2 frames x 4 x 4 pixels: 4 x 4 x 4 = 64 per clip
+FRAMES, RESOLUTION = 8, 16  # one token per 2 frames x 4 x 4 pixels: 4 x 4 x 4 = 64 per clip
 NUM_CODES, TEXT_LENGTH = 128, 10  # '<sot> a red circle moves left quickly and bounces <eot>' is the longest
 BATCH_SIZE = 64
 TOKENIZER_STEPS, BERT_STEPS = 800, 1500
@@ -81,13 +81,13 @@ def clips(n: int, seed: int = 0, split: str = "train") -> Clips:
 def build_tokenizer(seed: int = 0, reset: bool = True, **quantizer_kw) -> VideoTokenizer:
     """The VQ-VAE, untrained; reset=False turns the dead-code reset off (to see the collapse)."""
     seed_everything(seed)
-    return VideoTokenizer(NUM_CODES, patch=PATCH, reset_threshold=RESET if reset else None, **quantizer_kw)
+    return VideoTokenizer(NUM_CODES, reset_threshold=RESET if reset else None, **quantizer_kw)
 
 
 def train_tokenizer(tokenizer: VideoTokenizer, steps: int = TOKENIZER_STEPS, seed: int = 0, lr: float = 2e-3,
                     **fit_kw) -> History:
-    """Reconstruction MSE + the quantizer's loss, BATCH_SIZE new training clips per step; the progress bar shows
-    the batch's codebook perplexity. The History's evals hold it every 50 steps."""
+    """Reconstruction MSE + EDGES · the MSE of the pixel differences (edges carry the shape) + the quantizer's loss,
+    BATCH_SIZE new training clips per step. The History's `perplexity` holds each step's batch perplexity."""
     seed_everything(seed)
     perplexities = []
 
@@ -114,7 +114,7 @@ def codebook_usage(tokenizer: VideoTokenizer, data: Clips) -> Tensor:
 def build_bert(tokenizer: VideoTokenizer, seed: int = 0, **kw) -> VideoBERT:
     seed_everything(seed)
     tok = text_tokenizer()
-    video_length = (FRAMES // 2) * (RESOLUTION // PATCH) ** 2
+    video_length = (FRAMES // 2) * (RESOLUTION // 4) ** 2
     return VideoBERT(tokenizer.quantizer.num_codes, video_length, tok.vocab_size, TEXT_LENGTH, tok.stoi["<mask>"],
                      **kw)
 
@@ -127,7 +127,7 @@ def train_bert(bert: VideoBERT, tokenizer: VideoTokenizer, steps: int = BERT_STE
     seed_everything(seed)
     tokenizer.eval()
     tok = text_tokenizer()
-    device = next(bert.parameters()).device if fit_kw.get("device") is None else torch.device(fit_kw["device"])
+    device = torch.device(fit_kw["device"]) if fit_kw.get("device") is not None else get_device()  # as fit
     tokenizer.to(device)
     g = make_generator(seed, "videobert-masks")
 
@@ -164,6 +164,8 @@ def caption(bert: VideoBERT, tokenizer: VideoTokenizer, video: Tensor, rounds: i
 def caption_scores(texts: list[str], data: Clips) -> dict[str, float]:
     """The share of captions that name the right colour, shape, direction, speed and bounce, and "full": colour,
     shape and direction all right."""
+    if len(texts) != len(data):
+        raise ValueError(f"texts: expected one caption per clip ({len(data)}), got {len(texts)}")
     got = {k: [] for k in ("colour", "shape", "direction", "speed", "bounce")}
     for i, text in enumerate(texts):
         words = split_words(text)
@@ -182,5 +184,4 @@ def _one_of(words: list[str], names) -> bool:
 
 
 def evaluate(bert: VideoBERT, tokenizer: VideoTokenizer, data: Clips, rounds: int = 4) -> dict[str, float]:
-    check_number(rounds, "rounds", integer=True, low=1)
     return caption_scores(caption(bert, tokenizer, data.video, rounds), data)
