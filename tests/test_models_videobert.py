@@ -50,15 +50,23 @@ def tokenizer(**kw):
     return VideoTokenizer(num_codes=16, dim=8, width=16, **kw)
 
 
-def test_tokenizer_tokens_are_2_frames_by_4_by_4_pixels_and_decode_back_to_frames():
-    tok = tokenizer().eval()
+@pytest.mark.parametrize("f", [1, 2])
+def test_tokenizer_tokens_are_f_frames_by_4_by_4_pixels_and_decode_back_to_frames(f):
+    tok = tokenizer(frames_per_token=f).eval()
     video = torch.rand(3, 3, 8, 16, 16)
     recon, q = tok(video)
-    assert recon.shape == video.shape and q.codes.shape == (3, 4, 4, 4)
+    assert recon.shape == video.shape and q.codes.shape == (3, 8 // f, 4, 4)
     assert torch.equal(tok.tokenize(video), q.codes)
     torch.testing.assert_close(tok.decode(q.codes), recon)  # the decoder sees only the codes' vectors
     with pytest.raises(ValueError, match="channels first"):
         tok(video.transpose(1, 2))  # frames as (B, T, 3, H, W)
+
+
+def test_tokenizer_frames_per_token_is_1_or_2_and_divides_the_frames():
+    with pytest.raises(ValueError, match="frames_per_token must be 1 or 2, got 3"):
+        tokenizer(frames_per_token=3)
+    with pytest.raises(ValueError, match="T a multiple of 2"):
+        tokenizer(frames_per_token=2)(torch.rand(1, 3, 7, 16, 16))
 
 
 def test_tokenize_never_moves_the_codebook():

@@ -326,3 +326,19 @@ def test_bad_input_errors():
         vq.lookup(torch.tensor([[-1, 3]]))
     with pytest.raises(TypeError, match=r"codes: expected an integer tensor"):
         vq.lookup(torch.tensor([[0.0, 1.0]]))
+
+
+def test_reset_seeds_where_the_codebook_fits_worst():
+    """k-means++ seeding: 98 vectors sit on code 0, 2 lie far from every code; the dead code becomes one of the 2."""
+    vq = VectorQuantizer(2, 2, reset_threshold=0.5).train()
+    with torch.no_grad():
+        vq.codebook.copy_(torch.tensor([[0.0, 0.0], [50.0, 50.0]]))
+        vq.usage.copy_(torch.tensor([1.0, 0.0]))
+    far = torch.tensor([[5.0, -5.0], [-6.0, 4.0]])
+    flat = torch.cat([torch.zeros(98, 2), far])
+    for seed in range(20):
+        vq.usage.copy_(torch.tensor([1.0, 0.0]))
+        vq.codebook.data[1] = torch.tensor([50.0, 50.0])
+        torch.manual_seed(seed)
+        vq(flat.t()[None])  # (1, 2, 100)
+        assert (vq.codebook[1] == far).all(1).any(), f"seed {seed}: the dead code became {vq.codebook[1].tolist()}"

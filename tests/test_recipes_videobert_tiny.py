@@ -46,7 +46,7 @@ def test_tokenizer_training_trains_the_codebook_and_records_perplexity(data):
     assert len(history.loss) == 3 and len(history.perplexity) == 3
     assert not torch.equal(start.quantizer.codebook, tok.quantizer.codebook)
     usage = V.codebook_usage(tok, data)
-    assert usage.sum() == 12 * (V.FRAMES // 2) * (V.RESOLUTION // 4) ** 2
+    assert usage.sum() == 12 * (V.FRAMES // V.FRAMES_PER_TOKEN) * (V.RESOLUTION // 4) ** 2
 
 
 def test_bert_training_leaves_the_tokenizer_alone_and_captions_have_the_right_form(data):

@@ -1,13 +1,13 @@
 """VideoBERT (Sun et al. 2019) on the course's scale: video becomes tokens through a VQ-VAE, then one BERT reads
 video tokens and text tokens together and learns by filling in masked positions of both.
 
-    video (B, 3, T, R, R) --3D-conv encoder--> z (B, D, T/2, R/4, R/4) --VectorQuantizer--> codes (B, T/2, R/4, R/4)
+    video (B, 3, T, R, R) --3D-conv encoder--> z (B, D, T/f, R/4, R/4) --VectorQuantizer--> codes (B, T/f, R/4, R/4)
     [video codes | text ids] + position + modality --Transformer (bidirectional)--> video logits | text logits
 
 VideoBERT clustered pre-trained S3D features with hierarchical k-means; here the tokenizer is learned end to end as
-a VQ-VAE (van den Oord et al. 2017), whose decoder shows what the tokens keep. Captioning fills a row of masked
-text positions from the video tokens alone, a few positions per round, most confident first (mask-predict,
-Ghazvininejad et al. 2019).
+a VQ-VAE (van den Oord et al. 2017), whose decoder shows what the tokens keep; f = 1 or 2 frames per token.
+Captioning fills a row of masked text positions from the video tokens alone, a few positions per round, most
+confident first (mask-predict, Ghazvininejad et al. 2019).
 """
 
 from __future__ import annotations
@@ -24,46 +24,53 @@ __all__ = ["VideoTokenizer", "VideoBERT"]
 class VideoTokenizer(nn.Module):
     """A VQ-VAE for clips, channels first. forward(video (B, 3, T, R, R)) -> (reconstruction, QuantizerOutput).
 
-    One token per 2 frames × 4 × 4 pixels: the encoder halves time once and space twice.
+    One token per `frames_per_token` frames (1 or 2) × 4 × 4 pixels: the encoder halves space twice, and time once
+    when frames_per_token is 2.
     """
 
-    def __init__(self, num_codes: int = 128, dim: int = 32, width: int = 64, **quantizer_kw):
+    def __init__(self, num_codes: int = 128, dim: int = 32, width: int = 64, frames_per_token: int = 1,
+                 **quantizer_kw):
         super().__init__()
+        if frames_per_token not in (1, 2):
+            raise ValueError(f"frames_per_token must be 1 or 2, got {frames_per_token!r}")
+        self.frames_per_token = f = frames_per_token
         self.encoder = nn.Sequential(
             nn.Conv3d(3, width // 2, (1, 4, 4), stride=(1, 2, 2), padding=(0, 1, 1)), nn.ReLU(),
-            nn.Conv3d(width // 2, width, (2, 4, 4), stride=(2, 2, 2), padding=(0, 1, 1)), nn.ReLU(),
+            nn.Conv3d(width // 2, width, (f, 4, 4), stride=(f, 2, 2), padding=(0, 1, 1)), nn.ReLU(),
             nn.Conv3d(width, width, (1, 3, 3), padding=(0, 1, 1)), nn.ReLU(),
             nn.Conv3d(width, dim, 1),
         )
         self.quantizer = VectorQuantizer(num_codes, dim, **quantizer_kw)
         self.decoder = nn.Sequential(
             nn.Conv3d(dim, width, (1, 3, 3), padding=(0, 1, 1)), nn.ReLU(),
-            nn.ConvTranspose3d(width, width // 2, (2, 4, 4), stride=(2, 2, 2), padding=(0, 1, 1)), nn.ReLU(),
+            nn.ConvTranspose3d(width, width // 2, (f, 4, 4), stride=(f, 2, 2), padding=(0, 1, 1)), nn.ReLU(),
             nn.ConvTranspose3d(width // 2, 3, (1, 4, 4), stride=(1, 2, 2), padding=(0, 1, 1)),
         )
 
     def forward(self, video: Tensor) -> tuple[Tensor, QuantizerOutput]:
-        _check_video(video)
+        _check_video(video, self.frames_per_token)
         q = self.quantizer(self.encoder(video))
         return self.decoder(q.quantized), q
 
     @torch.no_grad()
     def tokenize(self, video: Tensor) -> Tensor:
-        """video (B, 3, T, R, R) -> codes (B, T/2, R/4, R/4). Never updates the codebook, even in training mode."""
-        _check_video(video)
+        """video (B, 3, T, R, R) -> codes (B, T/f, R/4, R/4), f = frames_per_token. Never updates the codebook, even
+        in training mode."""
+        _check_video(video, self.frames_per_token)
         return self.quantizer.encode(self.encoder(video))
 
     @torch.no_grad()
     def decode(self, codes: Tensor) -> Tensor:
-        """codes (B, T', H', W') -> frames (B, 3, 2T', 4H', 4W'): what the tokens alone keep of a clip."""
+        """codes (B, T', H', W') -> frames (B, 3, f·T', 4H', 4W'): what the tokens alone keep of a clip."""
         return self.decoder(self.quantizer.lookup(codes))
 
 
-def _check_video(video: Tensor) -> None:
+def _check_video(video: Tensor, frames_per_token: int) -> None:
     check_tensor(video, "video", ndim=5, dtype="float")
     B, C, T, H, W = video.shape
-    if C != 3 or B == 0 or T % 2 or H % 4 or W % 4:
-        raise ValueError(f"video: expected (B, 3, T, H, W), channels first, B >= 1, T even, H and W multiples of 4 "
+    if C != 3 or B == 0 or T % frames_per_token or H % 4 or W % 4:
+        raise ValueError(f"video: expected (B, 3, T, H, W), channels first, B >= 1, T a multiple of "
+                         f"{frames_per_token}, H and W multiples of 4 "
                          f"(frames as (B, T, 3, H, W)? use video.transpose(1, 2)); got shape {tuple(video.shape)}")
 
 

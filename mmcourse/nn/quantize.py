@@ -59,7 +59,8 @@ class VectorQuantizer(nn.Module):
 
     beta: commitment weight. ema: update codes by exponential moving averages (decay) instead of the codebook
     loss. reset_threshold: re-seed codes used less than threshold / K of the time (running share, decay
-    `usage_decay`) from random vectors of the batch, in training mode; None never resets.
+    `usage_decay`) from vectors of the batch, drawn with probability ∝ their squared distance to their code
+    (k-means++), in training mode; None never resets.
     """
 
     def __init__(self, num_codes: int, dim: int, beta: float = 0.25, *, ema: bool = False, decay: float = 0.99,
@@ -136,7 +137,10 @@ class VectorQuantizer(nn.Module):
         if self.reset_threshold is not None:
             dead = (self.usage < self.reset_threshold / self.num_codes).nonzero().flatten()
             if len(dead):
-                pick = torch.randperm(len(flat), device=flat.device)[:len(dead)]  # distinct, when there are enough
+                # k-means++ seeding: a vector is picked with probability ∝ its squared distance to its code, so
+                # new codes go where the codebook fits worst, not where the data are most (the background)
+                error = (flat - self.codebook[codes]).pow(2).sum(1) + 1e-12
+                pick = torch.multinomial(error, min(len(dead), len(flat)))  # distinct, when there are enough
                 if len(pick) < len(dead):
                     pick = pick[torch.randint(len(pick), (len(dead),), device=flat.device)]
                 seeds = flat[pick]
