@@ -17,7 +17,9 @@ one is 3 pixels across) took the captions' shape from 0.54 to 0.84; one token pe
 took "fully right" (colour, shape and direction) from 0.78 to 0.87, but the perplexity to 49–65 of 128,
 depending on the initialisation (with tokens of 2 frames: 77–89). Shape stays what the tokens lose: circle and
 square differ by a corner pixel. VideoBERT's masked video loss competes with captioning at this size (fully right
-0.67 with the video loss at weight 1 against 0.78 without), hence VIDEO_WEIGHT.
+0.67 with the video loss at weight 1 against 0.78 without), hence VIDEO_WEIGHT. The recipe as it stands (seed 0,
+two threads): perplexity 48.9 (800 steps, 123 s), captions after 1500 steps (273 s): colour 1.00, direction 0.94,
+shape 0.82, fully right 0.76.
 """
 
 from __future__ import annotations
