@@ -59,3 +59,15 @@ def test_bert_training_leaves_the_tokenizer_alone_and_captions_have_the_right_fo
     texts = V.caption(bert, tok, data.video[:4])
     assert len(texts) == 4 and all(isinstance(t, str) and "<mask>" not in t for t in texts)
     assert set(V.evaluate(bert, tok, data)) == {"colour", "shape", "direction", "speed", "bounce", "full"}
+
+
+def test_video_weight_scales_the_video_tokens_loss():
+    """Same model, same first batch: the first step's loss is text + w · video, so it is linear in w."""
+    tok = V.build_tokenizer(seed=0).eval()
+    first = {}
+    for w in (0.0, 0.5, 1.0):
+        bert = V.build_bert(tok, seed=0, width=16, layers=1, heads=2)
+        first[w] = V.train_bert(bert, tok, steps=1, progress=False, video_weight=w).loss[0]
+    video = first[1.0] - first[0.0]
+    assert video > 1.0  # the video tokens' cross-entropy over 129 classes at the start: about ln 129 ≈ 4.9
+    assert first[0.5] == pytest.approx(first[0.0] + 0.5 * video, rel=1e-5)
