@@ -1,10 +1,11 @@
 """The model cache: a directory of safetensors files, each written atomically and verified when read.
 
-`$MMCOURSE_CACHE` (default `~/.cache/mmcourse`) holds `<entry>.safetensors` plus a `.json` manifest with the
-file's SHA-256. Files are written to temporary names and renamed (never half-written), the manifest last, so an
-entry without one is incomplete. `lock` keeps two processes (two notebooks, pytest-xdist workers) from building
-the same entry at once. A reader without the lock treats a mismatch as "not there yet" (a writer may be between
-its two renames); only a holder of the lock calls an entry corrupt, removes it and rebuilds it.
+`$MMCOURSE_CACHE` (default `~/.cache/mmcourse`) holds `<entry>.safetensors` (the weights, and optionally a small
+JSON-able `meta` dict in its header, e.g. the training record) plus a `.json` manifest with the file's SHA-256.
+Files are written to temporary names and renamed (never half-written), the manifest last, so an entry without one
+is incomplete. `lock` keeps two processes (two notebooks, pytest-xdist workers) from building the same entry at
+once. A reader without the lock treats a mismatch as "not there yet" (a writer may be between its two renames);
+only a holder of the lock calls an entry corrupt, removes it and rebuilds it.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ import warnings
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-__all__ = ["CacheError", "cache_dir", "read_verified", "write", "lock"]
+__all__ = ["CacheError", "cache_dir", "read_verified", "read_meta", "write", "lock"]
 
 
 class CacheError(RuntimeError):
@@ -47,6 +49,12 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _check_sum(path: Path) -> None:
+    """ValueError unless the entry's manifest holds the SHA-256 of its weights file."""
+    if _sha256(path) != json.loads(path.with_suffix(".json").read_text())["sha256"]:
+        raise ValueError("checksum mismatch")
+
+
 def read_verified(path: Path, repair: bool = True) -> dict[str, torch.Tensor] | None:
     """The cached state dict, or None if absent or damaged (a wrong checksum, unreadable or non-finite weights).
 
@@ -58,16 +66,13 @@ def read_verified(path: Path, repair: bool = True) -> dict[str, torch.Tensor] | 
     if not path.exists() or not manifest.exists():
         return None
     try:
-        expected = json.loads(manifest.read_text())["sha256"]
-        if _sha256(path) != expected:
-            raise ValueError("checksum mismatch")
+        _check_sum(path)
         state = load_file(path)
         if bad := _non_finite(state):
             raise ValueError(f"non-finite weights in {bad}")
         return state
     except PermissionError as e:
-        raise CacheError(f"cannot read the cache entry {path} ({e.strerror}); fix its permissions or set "
-                         "MMCOURSE_CACHE to another directory") from None
+        raise _unreadable(path, e) from None
     except Exception as e:  # any damage: rebuild rather than load garbage
         if repair:
             warnings.warn(f"cache entry {path} is corrupt ({e}); rebuilding it", stacklevel=3)
@@ -77,14 +82,35 @@ def read_verified(path: Path, repair: bool = True) -> dict[str, torch.Tensor] | 
         return None
 
 
+def read_meta(path: Path) -> dict | None:
+    """The `meta` dict written with the entry ({} if none), or None if the entry is absent or fails its checksum
+    (it is left alone: `read_verified` under the lock decides about damage)."""
+    if not path.exists() or not path.with_suffix(".json").exists():
+        return None
+    try:
+        _check_sum(path)
+        with safe_open(path, "pt") as f:
+            return json.loads((f.metadata() or {}).get("meta", "{}"))
+    except PermissionError as e:
+        raise _unreadable(path, e) from None
+    except Exception:
+        return None
+
+
+def _unreadable(path: Path, e: OSError) -> CacheError:
+    return CacheError(f"cannot read the cache entry {path} ({e.strerror}); fix its permissions or set "
+                      "MMCOURSE_CACHE to another directory")
+
+
 def _non_finite(state: dict[str, torch.Tensor]) -> str:
     """The names (up to three) of the floating-point tensors that hold NaN or inf; "" when there are none."""
     return ", ".join([k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()][:3])
 
 
-def write(path: Path, state: dict[str, torch.Tensor]) -> None:
-    """Write weights and manifest, each to a temporary file first, then rename weights, then manifest: a reader
-    never sees a half-written file, and a failure (a full disk) before the renames leaves the old entry whole.
+def write(path: Path, state: dict[str, torch.Tensor], meta: dict | None = None) -> None:
+    """Write weights (with `meta`, JSON-able, in the file's header) and manifest, each to a temporary file first,
+    then rename weights, then manifest: a reader never sees a half-written file, and a failure (a full disk) before
+    the renames leaves the old entry whole.
 
     Call it holding `lock(path)`: it then also removes temporary files that killed writers left behind.
     Non-finite weights are refused (ValueError) rather than cached."""
@@ -109,7 +135,7 @@ def write(path: Path, state: dict[str, torch.Tensor]) -> None:
                                  "to a writable directory") from None
             os.close(fd)
             temps.append(tmp)
-        save_file(state, temps[0])
+        save_file(state, temps[0], metadata={"meta": json.dumps(meta)} if meta else None)
         with open(temps[1], "w") as f:
             json.dump({"sha256": _sha256(Path(temps[0]))}, f)
         os.replace(temps[0], path)

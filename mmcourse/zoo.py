@@ -2,11 +2,13 @@
 
 Each shared model has a recipe module in `mmcourse.recipes` (its data, hyper-parameters, training, evaluation) that
 defines `VERSION`, `build()` (the untrained model, deterministic) and `train(model)` (trains it in place,
-deterministically); `RECIPES` below names them. `load(name)` returns the trained model from the cache
-(`mmcourse.cache`) when a verified copy is there, otherwise trains it now and caches the result. A chapter that
-trains a recipe's model in view (with its progress bar and curves) hands the result over with `save(name, model)`,
-so that later chapters load it instead of training it again. Bump a recipe's VERSION whenever its model or its
-training changes: entries are stored as `<name>-v<version>.safetensors`.
+deterministically, and may return its `History`); `RECIPES` below names them. `load(name)` returns the trained
+model from the cache (`mmcourse.cache`) when a verified copy is there, otherwise trains it now and caches the
+result. A chapter that trains a recipe's model in view (with its progress bar and curves) hands the result over
+with `save(name, model, history)`, so that later chapters load it instead of training it again. The entry keeps
+the training's `History` (loss curve, evaluations, seconds) when there is one: `history(name)` shows the curves of
+a model trained elsewhere. Bump a recipe's VERSION whenever its model or its training changes: entries are stored
+as `<name>-v<version>.safetensors`.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ from pathlib import Path
 import torch
 
 from mmcourse import cache
+from mmcourse.train import History
 from mmcourse.utils import check_number
 
-__all__ = ["RECIPES", "Recipe", "register", "load", "save", "cached_path"]
+__all__ = ["RECIPES", "Recipe", "register", "load", "save", "history", "cached_path"]
 
 RECIPES = {  # entry name -> recipe module
     "clip-tiny": "mmcourse.recipes.clip_tiny",
@@ -36,7 +39,7 @@ class Recipe:
     name: str
     version: int
     build: Callable[[], torch.nn.Module]
-    train: Callable[[torch.nn.Module], None]
+    train: Callable[[torch.nn.Module], History | None]
 
 
 _EXTRA: dict[str, Recipe] = {}
@@ -44,7 +47,7 @@ _NAME = re.compile(r"[a-z0-9][a-z0-9_-]*(\.[a-z0-9_-]+)*")  # a file name: no "/
 
 
 def register(name: str, version: int, build: Callable[[], torch.nn.Module],
-             train: Callable[[torch.nn.Module], None]) -> Recipe:
+             train: Callable[[torch.nn.Module], History | None]) -> Recipe:
     """Add a recipe that is not one of the course's modules (your own model, a test's toy)."""
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise ValueError(f"zoo entry names are lower-case letters, digits, '-', '_' and '.', starting with a letter "
@@ -81,8 +84,7 @@ def load(name: str, device: str | torch.device = "cpu", verbose: bool = True) ->
             if state is None:
                 if verbose:
                     print(f"zoo: training {name} (v{r.version}) now; later loads come from {path.parent}")
-                r.train(model)
-                cache.write(path, model.state_dict())
+                cache.write(path, model.state_dict(), _meta(r.train(model)))
                 return model.to(device).eval()
     try:
         model.load_state_dict(state)
@@ -96,9 +98,10 @@ def load(name: str, device: str | torch.device = "cpu", verbose: bool = True) ->
     return model.to(device).eval()
 
 
-def save(name: str, model: torch.nn.Module) -> Path:
-    """Cache `model` as the entry `name`; returns its path. Only for a model trained by that recipe's own training
-    (e.g. the chapter that owns the recipe, training it in view): later `load(name)` calls return these weights.
+def save(name: str, model: torch.nn.Module, history: History | None = None) -> Path:
+    """Cache `model` (and its training's `history`) as the entry `name`; returns its path. Only for a model trained
+    by that recipe's own training (e.g. the chapter that owns the recipe, training it in view): later `load(name)`
+    calls return these weights.
 
     ValueError when the weights do not fit the recipe's model (it names the difference), are still the recipe's
     initialisation (an untrained model) or hold NaN / inf."""
@@ -114,5 +117,23 @@ def save(name: str, model: torch.nn.Module) -> Path:
                          "initialisation); train it first")
     path = cached_path(name)
     with cache.lock(path.with_suffix(".lock")):
-        cache.write(path, model.state_dict())
+        cache.write(path, model.state_dict(), _meta(history))
     return path
+
+
+def history(name: str) -> History | None:
+    """The training record of the cached entry `name`, or None when the cache has no verified entry or the entry
+    was saved without one. Trains nothing."""
+    meta = cache.read_meta(cached_path(name))
+    if not meta or "history" not in meta:
+        return None
+    return History(**meta["history"])
+
+
+def _meta(history: History | None) -> dict | None:
+    if history is None:
+        return None
+    if not isinstance(history, History):
+        raise TypeError(f"history: expected the History that fit returned, got {type(history).__name__}")
+    evals = [{k: float(v) if k != "step" else int(v) for k, v in e.items()} for e in history.evals]  # tensors too
+    return {"history": {"loss": history.loss, "evals": evals, "seconds": history.seconds}}

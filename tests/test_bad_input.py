@@ -220,6 +220,7 @@ CASES = [
     ("gradient_check batch", "global_batch", lambda: distributed.gradient_check(global_batch=0)),
     ("zoo unknown", "zoo entry", lambda: zoo.load("nope")),
     ("zoo register name", "zoo entry names", lambda: zoo.register("../x", 1, lambda: lin, lambda m: None)),
+    ("zoo history unknown", "zoo entry", lambda: zoo.history("nope")),
     ("record higher", "higher_is_better", lambda: results.record("00", "x", 1.0, 0.5, higher_is_better="no")),
     ("record bar str", "bar", lambda: results.record("00", "x", 1.0, "high")),
     ("record value str", "value", lambda: results.record("00", "x", "good", 0.5)),

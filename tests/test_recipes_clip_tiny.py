@@ -39,6 +39,7 @@ def test_a_few_training_steps_lower_the_loss_and_keep_the_scale_clamped(small_da
     assert len(history.loss) == 24 and all(math.isfinite(v) for v in history.loss)
     assert model.logit_scale.exp().item() <= 100 + 1e-3
     assert sum(history.loss[-4:]) / 4 < history.loss[0] - 0.1
+    assert history.evals == [{"step": 24, **clip_tiny.progress_eval()(model.eval())}]  # recorded at the end
 
 
 def test_siglip_variant_trains_with_its_own_loss(small_data):

@@ -129,6 +129,14 @@ def test_plot_history_draws_loss_and_evals():
         plot_history(History())
 
 
+def test_plot_history_draws_only_the_metrics_asked_for():
+    h = History(loss=[1.0] * 30, evals=[{"step": 30, "acc": 0.9, "s": 46.0}])
+    assert [line.get_label() for line in plot_history(h, metrics=["acc"]).axes[1].get_lines()] == ["acc"]
+    assert len(plot_history(h).axes[1].get_lines()) == 2
+    with pytest.raises(ValueError, match="no eval metric 'loss'; the history has 'acc', 's'"):
+        plot_history(h, metrics=["loss"])
+
+
 def test_word_attention_draws_one_query_of_the_cross_attention():
     torch.manual_seed(0)
     cross = [torch.rand(2, 2, 5, 1 + 16).softmax(-1) for _ in range(2)]  # (B, heads, text positions, 1 + patches)

@@ -10,6 +10,7 @@ import torch
 
 from mmcourse import cache as model_cache
 from mmcourse import zoo
+from mmcourse.train import History
 
 
 def _build():
@@ -210,3 +211,34 @@ def test_warm_trains_into_the_cache_once(cache, capsys):
     main(["warm", "test-toy"])
     assert _trained_count(cache) == 1 and zoo.cached_path("test-toy").exists()
     assert capsys.readouterr().out.count("zoo: test-toy ready") == 2
+
+
+def _train_with_history(m):
+    _train(m)
+    return History(loss=[0.9, 0.5], evals=[{"step": 2, "accuracy": torch.tensor(0.75)}], seconds=1.5)
+
+
+def test_the_training_record_is_kept_with_the_weights(cache, monkeypatch):
+    """`load` keeps what the recipe's training returned, `save` what it is given: a later session sees the curves
+    of a model it did not train. No record, a damaged entry or no entry: None."""
+    assert zoo.history("test-toy") is None  # no entry
+    zoo.load("test-toy", verbose=False)
+    assert zoo.history("test-toy") is None  # the recipe returned no History
+    monkeypatch.setattr(zoo, "_EXTRA", {**zoo._EXTRA})  # "test-record" exists for this test only
+    zoo.register("test-record", 1, _build, _train_with_history)
+    zoo.load("test-record", verbose=False)
+    assert zoo.history("test-record") == History([0.9, 0.5], [{"step": 2, "accuracy": 0.75}], 1.5)
+    model = _build()
+    with torch.no_grad():
+        model.weight.fill_(3.0)
+    zoo.save("test-toy", model, History([2.0, 1.0, 0.5], [], 9.0))
+    assert zoo.history("test-toy") == History([2.0, 1.0, 0.5], [], 9.0)
+    assert torch.equal(zoo.load("test-toy", verbose=False).weight, model.weight) and _trained_count(cache) == 2
+    path = zoo.cached_path("test-toy")
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    assert zoo.history("test-toy") is None  # fails its checksum: no record, and the entry is left to load's repair
+    assert path.exists()
+    with pytest.raises(TypeError, match="history: expected the History that fit returned, got dict"):
+        zoo.save("test-toy", model, {"loss": [1.0]})

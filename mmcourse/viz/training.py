@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import matplotlib.pyplot as plt
 import torch
 from matplotlib.figure import Figure
@@ -9,8 +11,9 @@ from matplotlib.figure import Figure
 __all__ = ["plot_history"]
 
 
-def plot_history(history, smooth: int = 20) -> Figure:
-    """A `History`'s loss (mean over a sliding window of `smooth` steps) and every eval metric, against the step."""
+def plot_history(history, smooth: int = 20, metrics: Sequence[str] | None = None) -> Figure:
+    """A `History`'s loss (mean over a sliding window of `smooth` steps) and its eval `metrics` (default: all of
+    them), against the step."""
     if not history.loss:
         raise ValueError("plot_history: the history has no steps (was it returned by fit?)")
     fig, ax = plt.subplots(figsize=(6, 3))
@@ -23,7 +26,10 @@ def plot_history(history, smooth: int = 20) -> Figure:
     ax.set_ylabel("loss")
     if history.evals:
         ax2 = ax.twinx()
-        keys = [k for k in history.evals[0] if k != "step"]
+        keys = [k for k in history.evals[0] if k != "step"] if metrics is None else list(metrics)
+        if missing := [k for k in keys if k not in history.evals[0]]:
+            raise ValueError(f"plot_history: no eval metric {', '.join(map(repr, missing))}; the history has "
+                             f"{', '.join(repr(k) for k in history.evals[0] if k != 'step')}")
         for i, key in enumerate(keys):
             lines += ax2.plot([e["step"] for e in history.evals], [e[key] for e in history.evals], "o-", ms=3,
                               color=f"C{i + 1}", label=key)

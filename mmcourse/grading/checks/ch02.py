@@ -356,7 +356,7 @@ def train_colours(scale: float, learn_scale: bool, steps: int = EXPERIMENT_STEPS
     model.logit_scale.requires_grad_(learn_scale)
     with contextlib.redirect_stdout(io.StringIO()):  # the check's verdict is the only line it prints
         clip_tiny.train(model, data, steps=steps, batch_size=64, seed=seed, warmup=20, lr=5e-3, grad_clip=None,
-                        progress=False)
+                        eval_every=None, progress=False)
     return model.cpu()
 
 
