@@ -30,7 +30,7 @@ from torch.utils.data import DistributedSampler
 from mmcourse.losses.contrastive import clip_loss, siglip_loss
 from mmcourse.losses.distributed import distributed_clip_loss, distributed_siglip_loss, world
 from mmcourse.models.clip import CLIP, CLIPConfig
-from mmcourse.utils import check_number
+from mmcourse.utils import check_number, check_sizes
 
 __all__ = ["free_port", "launch", "shard", "gradient_check", "loss_memory", "check_all", "main"]
 
@@ -74,10 +74,12 @@ def launch(fn: Callable, world_size: int = 2, args: tuple = (), backend: str = "
 
     fn must be a module-level function (spawned processes import it); return values must be `torch.save`-able."""
     check_number(world_size, "world_size", integer=True, low=1)
+    check_number(timeout, "timeout", low=0, low_open=True)
     _check_backend(backend, world_size)
-    if getattr(fn, "__module__", "__main__") == "__main__" or "<locals>" in getattr(fn, "__qualname__", ""):
-        raise ValueError(f"launch: {getattr(fn, '__qualname__', fn)!r} is defined in __main__ or inside a function; "
-                         "spawned processes can only run functions importable from a module")
+    if not callable(fn) or getattr(fn, "__module__", "__main__") == "__main__" or \
+            "<locals>" in getattr(fn, "__qualname__", ""):
+        raise ValueError(f"fn: {getattr(fn, '__qualname__', fn)!r} is no function, or one defined in __main__ or "
+                         "inside a function; spawned processes can only run functions importable from a module")
     with tempfile.TemporaryDirectory(prefix="mmcourse-launch-") as out_dir:
         try:
             mp.start_processes(_worker, args=(fn, args, world_size, free_port(), backend, timeout, out_dir),
@@ -96,6 +98,9 @@ def launch(fn: Callable, world_size: int = 2, args: tuple = (), backend: str = "
 def shard(n: int, batch_size: int, seed: int = 0, epoch: int = 0) -> list[list[int]]:
     """This rank's batches of one epoch over n examples: a `DistributedSampler` (shuffled by seed and epoch, the
     tail dropped so that every rank gets as many) cut into batches of batch_size. No two ranks share an example."""
+    check_sizes(n=n, batch_size=batch_size)
+    check_number(seed, "seed", integer=True)
+    check_number(epoch, "epoch", integer=True, low=0)
     rank, W = world()
     sampler = DistributedSampler(range(n), num_replicas=W, rank=rank, shuffle=True, seed=seed, drop_last=True)
     sampler.set_epoch(epoch)
@@ -154,6 +159,7 @@ def gradient_check(global_batch: int = 16, loss: str = "clip", local_loss: bool 
 def loss_memory(local_batch: int, dim: int = 64, local_loss: bool = False) -> int:
     """Bytes that `distributed_clip_loss` keeps for its backward on this rank (its saved tensors: the logits
     matrices above all), for random (local_batch, dim) features."""
+    check_sizes(local_batch=local_batch, dim=dim)
     g = torch.Generator().manual_seed(0)
     x, y = (torch.randn(local_batch, dim, generator=g, requires_grad=True) for _ in range(2))
     total = 0

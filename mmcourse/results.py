@@ -76,6 +76,14 @@ def record(
         raise TypeError(f"higher_is_better: expected True or False, got {higher_is_better!r}")
     from .utils import check_number, get_device
 
+    for name, text in (("chapter", chapter), ("metric", metric)):
+        if not isinstance(text, str) or not text:
+            raise TypeError(f"{name}: expected a non-empty str, got {text!r}")
+    if seconds is not None:
+        check_number(seconds, "seconds", low=0)
+    if device is not None and not isinstance(device, str):
+        raise TypeError(f"device: expected a str such as 'cpu', got {device!r}")
+
     value = value.item() if hasattr(value, "item") else value  # a one-element tensor or numpy number
     check_number(bar, "bar")
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -97,6 +105,8 @@ def record(
 
 def collect(notebooks_dir: Path) -> list[Result]:
     """Every Result recorded in the outputs of the executed notebooks in `notebooks_dir`, in chapter order."""
+    if not isinstance(notebooks_dir, (str, os.PathLike)) or not Path(notebooks_dir).is_dir():
+        raise ValueError(f"notebooks_dir: expected a directory of executed notebooks, got {notebooks_dir!r}")
     found = []
     for path in sorted(Path(notebooks_dir).glob("[0-9][0-9]_*.ipynb")):
         nb = json.loads(path.read_text(encoding="utf-8"))  # nbformat 4: plain JSON, no Jupyter package needed
@@ -110,6 +120,8 @@ def collect(notebooks_dir: Path) -> list[Result]:
 
 def table(results: list[Result]) -> str:
     """The results as a Markdown table (the README's results section)."""
+    if not isinstance(results, (list, tuple)) or not all(isinstance(r, Result) for r in results):
+        raise TypeError(f"results: expected a list of Result (from record or collect), got {results!r}"[:200])
     rows = ["| chapter | metric | value | bar | seconds | device |", "|---|---|---|---|---|---|"]
     for r in results:
         op = "≥" if r.higher_is_better else "≤"

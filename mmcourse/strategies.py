@@ -24,20 +24,22 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mmcourse.utils import check_number, check_tensor, make_generator
+from mmcourse.utils import check_number, check_tensor, describe, make_generator
 
 __all__ = ["ogm_coefficients", "OGMGE"]
 
 
 def ogm_coefficients(logits: dict[str, Tensor], labels: Tensor, alpha: float) -> dict[str, float]:
     """OGM's k per stream from two streams' logits (B, C): 1 − tanh(α(ρ − 1)) for the stream ahead, 1 for the other."""
-    if len(logits) != 2:
-        raise ValueError(f"logits: expected two streams {{name: (B, C) logits}}, got {sorted(logits)}")
+    if not isinstance(logits, dict) or len(logits) != 2:
+        raise ValueError(f"logits: expected two streams {{name: (B, C) logits}}, got {describe(logits)}")
     check_number(alpha, "alpha", low=0)
     check_tensor(labels, "labels", shape=("B",), dtype="int")
     scores = {}
     for name, z in logits.items():
         check_tensor(z, f"logits[{name!r}]", shape=(len(labels), "C"), dtype="float")
+        if len(labels) and (labels.min() < 0 or labels.max() >= z.shape[1]):
+            raise IndexError(f"labels: expected class ids in [0, {z.shape[1]}), got {labels.tolist()[:10]}")
         scores[name] = F.softmax(z.detach().float(), dim=-1).gather(1, labels[:, None]).sum().item()
     (a, s_a), (b, s_b) = scores.items()
     ratio = s_a / max(s_b, 1e-12)

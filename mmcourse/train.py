@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from mmcourse.utils import check_number, describe, get_device
+from mmcourse.utils import check_device, check_number, describe, get_device
 
 __all__ = ["fit", "History", "param_groups", "to_device", "warmup_cosine"]
 
@@ -33,6 +33,7 @@ class History:
 
 def to_device(batch: Any, device: torch.device) -> Any:
     """Move every tensor inside a (nested) dict / list / tuple to `device`."""
+    device = check_device(device, "device")
     if isinstance(batch, torch.Tensor):
         return batch.to(device, non_blocking=True)
     if isinstance(batch, dict):
@@ -44,6 +45,9 @@ def to_device(batch: Any, device: torch.device) -> Any:
 
 def warmup_cosine(step: int, steps: int, warmup: int) -> float:
     """Learning-rate multiplier: linear warm-up for `warmup` steps, then cosine decay to 0 at `steps`."""
+    check_number(step, "step", integer=True, low=0)
+    check_number(steps, "steps", integer=True, low=1)
+    check_number(warmup, "warmup", integer=True, low=0)
     if step < warmup:
         return (step + 1) / warmup
     progress = (step - warmup) / max(1, steps - warmup)
@@ -53,6 +57,7 @@ def warmup_cosine(step: int, steps: int, warmup: int) -> float:
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     """AdamW groups as CLIP trains (and open_clip): weight decay on the weight matrices, kernels and embedding
     tables (ndim ≥ 2), none on gains, biases, norms' parameters, class tokens and the logit scale (ndim < 2)."""
+    check_number(weight_decay, "weight_decay", low=0)
     trainable = [p for p in model.parameters() if p.requires_grad]
     if not trainable:
         raise ValueError("the model has no trainable parameters (all have requires_grad=False)")
@@ -100,7 +105,13 @@ def fit(
     check_number(warmup, "warmup", integer=True, low=0)
     if grad_clip is not None:
         check_number(grad_clip, "grad_clip", low=0, low_open=True)  # 0 stops learning, < 0 climbs the loss
-    device = torch.device(device) if device is not None else get_device()
+    if eval_every is not None:
+        check_number(eval_every, "eval_every", integer=True, low=1)
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        raise TypeError(f"betas: expected two numbers (beta1, beta2), got {describe(betas)}")
+    for beta in betas:
+        check_number(beta, "betas", low=0, high=1)
+    device = check_device(device, "device") if device is not None else get_device()
     model.to(device)
     if optimizer is None:
         optimizer = torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=betas)

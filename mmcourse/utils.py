@@ -17,7 +17,8 @@ import random
 import numpy as np
 import torch
 
-__all__ = ["make_generator", "python_rng", "seed_everything", "get_device", "check_tensor", "check_number", "describe"]
+__all__ = ["make_generator", "python_rng", "seed_everything", "get_device", "check_device", "check_tensor",
+           "check_number", "check_sizes", "check_token_id", "describe"]
 
 
 def make_generator(seed: int | torch.Generator, stream: str = "") -> torch.Generator:
@@ -55,7 +56,7 @@ def get_device(prefer: str | None = None) -> torch.device:
     """
     choice = prefer or os.environ.get("MMCOURSE_DEVICE")
     if choice:
-        device = torch.device(choice)
+        device = check_device(choice, "prefer")
         if device.type == "cuda" and not torch.cuda.is_available():
             raise RuntimeError(f"device {choice!r} was asked for but CUDA is not available")
         if device.type == "mps" and not torch.backends.mps.is_available():
@@ -66,6 +67,16 @@ def get_device(prefer: str | None = None) -> torch.device:
     if torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def check_device(device, name: str) -> torch.device:
+    """`device` (a name such as "cpu" or "cuda:0", or a torch.device) as a torch.device, or an error naming `name`."""
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(f"{name}: expected a device name such as 'cpu' or 'cuda', got {describe(device)}")
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"{name}: unknown device {device!r}; expected e.g. 'cpu', 'cuda', 'cuda:1' or 'mps'") from None
 
 
 def describe(x) -> str:
@@ -116,6 +127,18 @@ def check_number(x, name: str, *, integer: bool = False, low: float | None = Non
         hi = "" if high is None else f"<= {high:g}"
         raise ValueError(f"{name}: expected {kind} {' and '.join(b for b in (lo, hi) if b)}, got {x}")
     return x
+
+
+def check_sizes(**sizes) -> None:
+    """Raise a clear error unless every size given as name=value is an int >= 1."""
+    for name, value in sizes.items():
+        check_number(value, name, integer=True, low=1)
+
+
+def check_token_id(token, name: str, vocab_size: int) -> None:
+    """Raise a clear error unless `token` is an int id of a vocabulary of `vocab_size` tokens."""
+    if isinstance(token, bool) or not isinstance(token, numbers.Integral) or not 0 <= token < vocab_size:
+        raise ValueError(f"{name} must be a token id in [0, {vocab_size}), got {token!r}")
 
 
 def _shape_str(shape) -> str:

@@ -172,5 +172,5 @@ def test_bad_input_raises_clear_errors():
         mean_rank(torch.ones(2, 2, dtype=torch.long), torch.tensor([0, 1]))
     with pytest.raises(ValueError, match=r"image_ids: expected shape \(4\), got \(3,\)"):
         image_text_retrieval(similarity, torch.tensor([0, 1, 2]))
-    with pytest.raises(ValueError, match=r"item indices in \[0, 2\]"):
+    with pytest.raises(ValueError, match=r"image_ids: expected rows of similarity in \[0, 3\)"):
         image_text_retrieval(similarity, torch.tensor([0, 1, 2, 3]))

@@ -76,7 +76,7 @@ def test_bad_input_raises_clear_errors():
         char_error_rate(["a"], [""])
     with pytest.raises(TypeError, match="hypotheses: expected a list of transcripts, got str"):
         word_error_rate("a b", ["a b"])
-    with pytest.raises(TypeError, match="char_error_rate: expected transcript strings, got list"):
+    with pytest.raises(TypeError, match=r"hypotheses: expected transcripts \(str\), got list"):
         char_error_rate([["a"]], ["a"])
 
 

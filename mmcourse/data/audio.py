@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from mmcourse.data.world import COLOUR_NAMES, SHAPES, Scenes, check_names
-from mmcourse.utils import check_tensor, make_generator
+from mmcourse.data.world import COLOUR_NAMES, SHAPES, Scenes, check_names, check_scenes
+from mmcourse.utils import check_number, check_sizes, check_tensor, describe, make_generator
 
 __all__ = [
     "SAMPLE_RATE", "SPEECH_WORDS", "WORD_FORMANTS", "COLOUR_PITCH", "Speech", "random_sentences", "speak",
@@ -77,9 +77,9 @@ class Speech:
 def random_sentences(n: int, seed: int | torch.Generator = 0, min_words: int = 2, max_words: int = 4,
                      words=SPEECH_WORDS) -> list[list[str]]:
     """n random word sequences of min_words..max_words words drawn from `words` (names in SPEECH_WORDS)."""
-    words = check_names(words, SPEECH_WORDS, "speech word")
-    if not 1 <= min_words <= max_words:
-        raise ValueError(f"need 1 <= min_words <= max_words, got {min_words}, {max_words}")
+    words = check_names(words, SPEECH_WORDS, "speech word", "words")
+    check_sizes(n=n, max_words=max_words)
+    check_number(min_words, "min_words", integer=True, low=1, high=max_words)
     g = make_generator(seed, "sentences")
     lengths = torch.randint(min_words, max_words + 1, (n,), generator=g).tolist()
     picks = torch.randint(len(words), (n, max_words), generator=g).tolist()
@@ -93,10 +93,15 @@ def speak(sentences: list[list[str]], seed: int | torch.Generator = 0, *, sample
     Each utterance gets a random speaker (pitch 90-220 Hz, formants x0.95-1.05, rate x0.9-1.1) unless
     vary_speaker=False, random gaps between words (seconds, uniform in `gap`) and random word loudness.
     """
-    if len(sentences) == 0 or any(len(s) == 0 for s in sentences):
-        raise ValueError("speak: expected a non-empty list of non-empty sentences")
-    for s in sentences:
-        check_names(s, SPEECH_WORDS, "speech word")
+    if isinstance(sentences, str) or not isinstance(sentences, (list, tuple)) or not sentences:
+        raise ValueError(f"sentences: expected a non-empty list of word lists, got {describe(sentences)}")
+    for i, s in enumerate(sentences):
+        check_names(s, SPEECH_WORDS, "speech word", f"sentences[{i}]")
+    check_sizes(sample_rate=sample_rate)
+    if not isinstance(gap, (tuple, list)) or len(gap) != 2:
+        raise TypeError(f"gap: expected (shortest, longest) seconds, got {describe(gap)}")
+    for g in gap:
+        check_number(g, "gap", low=0)
     B, J = len(sentences), max(len(s) for s in sentences)
     wid = torch.tensor([[SPEECH_WORDS.index(w) for w in s] + [-1] * (J - len(s)) for s in sentences])
     real = wid >= 0
@@ -149,6 +154,8 @@ def add_noise(signal: Tensor, noise: Tensor, snr_db, lengths: Tensor | None = No
     check_tensor(noise, "noise", shape=tuple(signal.shape), dtype="float")
     if signal.numel() == 0 or signal.shape[-1] == 0:
         raise ValueError(f"add_noise: empty signal of shape {tuple(signal.shape)}")
+    if not isinstance(snr_db, Tensor):
+        check_number(snr_db, "snr_db")
     snr_db = torch.as_tensor(snr_db, dtype=signal.dtype, device=signal.device)
     if not torch.isfinite(snr_db).all():
         raise ValueError(f"add_noise: snr_db must be finite, got {snr_db.tolist()}")
@@ -167,7 +174,10 @@ def add_noise(signal: Tensor, noise: Tensor, snr_db, lengths: Tensor | None = No
 
 def white_noise(shape, seed: int | torch.Generator = 0) -> Tensor:
     """Gaussian white noise of the given shape (std 1)."""
-    return torch.randn(tuple(shape), generator=make_generator(seed, "white"))
+    if not isinstance(shape, (tuple, list, torch.Size)):
+        raise TypeError(f"shape: expected a tuple of sizes, got {describe(shape)}")
+    shape = tuple(check_number(s, "shape", integer=True, low=0) for s in shape)
+    return torch.randn(shape, generator=make_generator(seed, "white"))
 
 
 def babble_noise(n: int, num_samples: int, seed: int | torch.Generator = 0, talkers: int = 4,
@@ -176,9 +186,7 @@ def babble_noise(n: int, num_samples: int, seed: int | torch.Generator = 0, talk
 
     Babble overlaps speech in frequency (unlike white noise), which is what makes lip reading useful.
     """
-    if n < 1 or num_samples < 1 or talkers < 1:
-        raise ValueError(f"babble_noise: n, num_samples and talkers must be >= 1, "
-                         f"got {n}, {num_samples}, {talkers}")
+    check_sizes(n=n, num_samples=num_samples, talkers=talkers, pool=pool, sample_rate=sample_rate)
     g = make_generator(seed, "babble")
     words_needed = math.ceil(2 * num_samples / sample_rate / 0.2) + 1  # a word lasts >= 0.2 s
     sentences = random_sentences(pool, g, words_needed, words_needed)
@@ -208,6 +216,8 @@ def object_sounds(colour: Tensor, shape: Tensor, seed: int | torch.Generator = 0
     """
     check_tensor(colour, "colour", ndim=1, dtype="int")
     check_tensor(shape, "shape", shape=(colour.shape[0],), dtype="int")
+    check_number(duration, "duration", low=0, low_open=True)
+    check_sizes(sample_rate=sample_rate)
     if colour.numel() and not (0 <= int(colour.min()) and int(colour.max()) < len(COLOUR_NAMES)):
         raise ValueError(f"colour indices must be in 0..{len(COLOUR_NAMES) - 1}, got {colour.tolist()[:10]}")
     if shape.numel() and not (0 <= int(shape.min()) and int(shape.max()) < len(SHAPES)):
@@ -232,6 +242,7 @@ def object_sounds(colour: Tensor, shape: Tensor, seed: int | torch.Generator = 0
 def scene_sounds(scenes: Scenes, seed: int | torch.Generator = 0, duration: float = 0.4,
                  sample_rate: int = SAMPLE_RATE) -> tuple[Tensor, Tensor]:
     """Each scene's objects sounding one after another, left to right: wave (N, K * S), lengths (N,)."""
+    check_scenes(scenes)
     N, K = scenes.shape.shape
     x = torch.where(scenes.present, scenes.center[..., 0], math.inf).cpu()
     order = x.argsort(1)  # left to right, empty slots last
@@ -261,8 +272,9 @@ def mel_filterbank(n_freqs: int, sample_rate: int, n_mels: int, f_min: float = 0
     Filter m rises linearly from mel point m to a peak of 1 at point m + 1 and falls to 0 at point m + 2,
     for n_mels + 2 points from f_min to f_max (default: Nyquist). Same as torchaudio's melscale_fbanks.
     """
-    f_max = sample_rate / 2 if f_max is None else f_max
-    if not 0 <= f_min < f_max <= sample_rate / 2:
+    check_sizes(n_freqs=n_freqs, sample_rate=sample_rate, n_mels=n_mels)
+    f_max = sample_rate / 2 if f_max is None else check_number(f_max, "f_max")
+    if not 0 <= check_number(f_min, "f_min") < f_max <= sample_rate / 2:
         raise ValueError(f"need 0 <= f_min < f_max <= sample_rate / 2, got f_min={f_min}, f_max={f_max}")
     freqs = torch.linspace(0, sample_rate / 2, n_freqs, dtype=torch.float64)[:, None]  # STFT bin centres
     points = mel_to_hz(torch.linspace(float(hz_to_mel(f_min)), float(hz_to_mel(f_max)), n_mels + 2,
@@ -282,7 +294,9 @@ def log_mel_spectrogram(wave: Tensor, sample_rate: int = SAMPLE_RATE, n_fft: int
     the HTK mel filterbank: equal to torchaudio.transforms.MelSpectrogram with its defaults, then the log.
     """
     check_tensor(wave, "wave", dtype="float")
-    if wave.ndim == 0 or wave.shape[-1] == 0:
+    check_sizes(n_fft=n_fft, hop_length=hop_length)
+    check_number(floor, "floor", low=0, low_open=True)
+    if wave.ndim == 0 or wave.numel() == 0:
         raise ValueError(f"log_mel_spectrogram: empty wave of shape {tuple(wave.shape)}")
     if wave.shape[-1] <= n_fft // 2:
         raise ValueError(f"log_mel_spectrogram: wave has {wave.shape[-1]} samples, need more than "

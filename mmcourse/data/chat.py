@@ -17,9 +17,9 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from mmcourse.data.text import QUESTION_TYPES, Tokenizer, caption, make_question, world_words
-from mmcourse.data.world import check_names
-from mmcourse.utils import check_number
+from mmcourse.data.text import QUESTION_TYPES, Tokenizer, caption, check_rng, make_question, world_words
+from mmcourse.data.world import check_names, check_objects
+from mmcourse.utils import check_number, describe
 
 __all__ = ["IMAGE_TOKEN_INDEX", "IGNORE_INDEX", "ROLES", "SYSTEM", "DESCRIBE", "chat_tokenizer", "Tokenized",
            "tokenize_conversation", "pad_conversations", "qa_turns"]
@@ -51,10 +51,15 @@ def tokenize_conversation(turns: Sequence[tuple[str, str]], tok: Tokenizer, syst
     A training conversation ends with an assistant turn. generation_prompt=True: it ends with a user turn
     instead, and the ids end with <assistant>, where the model's answer starts (labels are then all ignored).
     """
+    if isinstance(turns, str) or not isinstance(turns, (list, tuple)) or \
+            not all(isinstance(t, (list, tuple)) and len(t) == 2 for t in turns):
+        raise TypeError(f"turns: expected a list of (role, text) pairs, got {describe(turns)}")
     if not turns:
-        raise ValueError("tokenize_conversation: no turns")
+        raise ValueError("turns: no turns")
+    if system is not None and not isinstance(system, str):
+        raise TypeError(f"system: expected a str or None, got {describe(system)}")
     for k, (role, text) in enumerate(turns):
-        check_names([role], ROLES, "role")
+        check_names([role], ROLES, f"turns[{k}] role")
         if role != ROLES[k % 2]:
             raise ValueError(f"turn {k} is a {role!r} turn: turns alternate user, assistant, starting with user; "
                              f"got roles {[r for r, _ in turns]}")
@@ -97,8 +102,13 @@ def pad_conversations(rows: Sequence[Tokenized], pad_id: int = 0,
 
     Never cuts: a conversation longer than context_length raises (cutting would drop answers).
     """
+    if not isinstance(rows, (list, tuple)) or not all(isinstance(r, Tokenized) for r in rows):
+        raise TypeError(f"rows: expected a list of Tokenized conversations, got {describe(rows)}")
     if not rows:
-        raise ValueError("pad_conversations: no conversations")
+        raise ValueError("rows: no conversations")
+    check_number(pad_id, "pad_id", integer=True, low=0)
+    if context_length is not None:
+        check_number(context_length, "context_length", integer=True, low=1)
     L = max(len(r.ids) for r in rows)
     if context_length is not None and L > context_length:
         k = max(range(len(rows)), key=lambda i: len(rows[i].ids))
@@ -119,8 +129,11 @@ def qa_turns(objects: list[dict], rng: random.Random, questions: int = 2, *, ima
     `question_types`) and their answers; the first user turn starts with `image` (the placeholder, or a caption
     of the scene for a text-only conversation, or "" for none). With probability p_describe the first question
     asks for a description and the answer is a caption."""
-    check_names(question_types, QUESTION_TYPES, "question type")
-    check_number(questions, "questions", integer=True, low=1)
+    check_objects(objects)
+    check_rng(rng)
+    check_names(question_types, QUESTION_TYPES, "question type", "question_types")
+    check_number(questions, "questions", integer=True, low=1, high=100)  # more: no context length holds them
+    check_number(p_describe, "p_describe", low=0, high=1)
     types = [t for t in question_types if t != "relation" or len(objects) > 1] or ["count"]
     turns = []
     for k in range(questions):

@@ -43,7 +43,7 @@ from mmcourse.data.world import (
     sample_scenes,
     shape_twins,
 )
-from mmcourse.utils import check_number, make_generator, python_rng
+from mmcourse.utils import check_number, check_sizes, describe, make_generator, python_rng
 
 __all__ = ["ShapesDataset", "CaptionDataset", "VQADataset", "ObjectSoundDataset", "MovingShapesDataset",
            "AVSpeechDataset", "pad_stack"]
@@ -57,6 +57,10 @@ def _check_seed(seed) -> int:
 
 def pad_stack(tensors: list[Tensor], value: float = 0) -> tuple[Tensor, Tensor]:
     """Stack tensors whose first dim differs, padding at the end: (B, L_max, ...) and lengths (B,)."""
+    if not isinstance(tensors, (list, tuple)) or not tensors or \
+            not all(isinstance(t, Tensor) and t.ndim >= 1 for t in tensors):
+        raise TypeError(f"tensors: expected a non-empty list of tensors (L_i, ...), got {describe(tensors)}")
+    check_number(value, "value")
     lengths = torch.tensor([len(t) for t in tensors])
     out = tensors[0].new_full((len(tensors), int(lengths.max()), *tensors[0].shape[1:]), value)
     for i, t in enumerate(tensors):
@@ -112,10 +116,11 @@ class CaptionDataset(ShapesDataset):
                  augment: bool = True, caption_kw: dict | None = None, tokenizer: Tokenizer | None = None,
                  context_length: int | None = None, **kw):
         super().__init__(n, resolution, seed, max_objects=max_objects, **kw)
-        if not 0 <= noise_fraction <= 1:
-            raise ValueError(f"noise_fraction must be in [0, 1], got {noise_fraction}")
-        check_names(noise_kinds, ("swap", "unrelated"), "noise kind")
-        check_number(captions_per_image, "captions_per_image", integer=True, low=1)
+        check_number(noise_fraction, "noise_fraction", low=0, high=1)
+        check_names(noise_kinds, ("swap", "unrelated"), "noise kind", "noise_kinds")
+        check_number(captions_per_image, "captions_per_image", integer=True, low=1, high=1000)  # more: a typo
+        if context_length is not None:
+            check_number(context_length, "context_length", integer=True, low=2)
         self.augment, self.caption_kw, self.epoch = augment, dict(caption_kw or {}), 0
         self.tokenizer, self.context_length = tokenizer or Tokenizer(), context_length
         self.objects = [self.scenes.objects(i) for i in range(n)]
@@ -163,10 +168,9 @@ class VQADataset(ShapesDataset):
                  questions_per_image: int = 2, question_types=QUESTION_TYPES, min_agreement: int = 3,
                  image_token: bool = True, tokenizer: Tokenizer | None = None, **kw):
         super().__init__(n, resolution, seed, max_objects=max_objects, **kw)
-        check_names(question_types, QUESTION_TYPES, "question type")
-        check_number(questions_per_image, "questions_per_image", integer=True, low=1)
-        if not 0 <= min_agreement <= 10:
-            raise ValueError(f"min_agreement must be in 0..10, got {min_agreement}")
+        check_names(question_types, QUESTION_TYPES, "question type", "question_types")
+        check_number(questions_per_image, "questions_per_image", integer=True, low=1, high=1000)  # more: a typo
+        check_number(min_agreement, "min_agreement", integer=True, low=0, high=10)
         self.tokenizer = tokenizer or Tokenizer()
         rng = python_rng(seed, "questions")
         self.items = []
@@ -203,6 +207,7 @@ class ObjectSoundDataset(CaptionDataset):
 
     def __init__(self, n: int, resolution: int = 32, seed: int = 0, *, max_objects: int = 1,
                  sound_duration: float = 0.4, **kw):
+        check_number(sound_duration, "sound_duration", low=0, low_open=True)
         super().__init__(n, resolution, seed, max_objects=max_objects, **kw)
         self.sounds, self.sound_lengths = scene_sounds(self.scenes, seed, sound_duration)
 
@@ -250,6 +255,7 @@ class AVSpeechDataset(Dataset):
                  min_words: int = 2, max_words: int = 4, fps: int = 50, mouth_size: int = 16):
         if noise not in ("babble", "white", None):
             raise ValueError(f"unknown noise {noise!r}; allowed: 'babble', 'white', None")
+        check_sizes(mouth_size=mouth_size)
         sentences = random_sentences(n, _check_seed(seed), min_words, max_words)
         self.speech = speak(sentences, seed)
         self.clean_wave = self.speech.wave

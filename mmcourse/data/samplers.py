@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, WeightedRandomSampler
 
-from mmcourse.utils import check_number, check_tensor, make_generator
+from mmcourse.utils import check_number, check_tensor, describe, make_generator
 
 __all__ = ["epoch_batches", "inverse_frequency_weights", "balanced_batches", "class_frequencies", "pacing",
            "curriculum_batches"]
@@ -31,6 +31,8 @@ def epoch_batches(dataset: Dataset, batch_size: int, seed: int = 0) -> Callable[
     A dataset of twins (`twins=True`: items i and i + n/2 are a scene and its twin) is shuffled by pairs: each
     batch is batch_size/2 scenes and their twins.
     """
+    if not all(hasattr(dataset, a) for a in ("__len__", "__getitem__", "collate")):
+        raise TypeError(f"dataset: expected a dataset with a collate method, got {describe(dataset)}")
     group = 2 if getattr(dataset, "twins", False) else 1  # a scene, or a scene and its twin
     units = len(dataset) // group
     if not isinstance(batch_size, int) or not 1 <= batch_size <= len(dataset) or batch_size % group:
@@ -55,6 +57,8 @@ def inverse_frequency_weights(labels: Tensor, num_classes: int | None = None) ->
     """Per-item weights (N,) = 1 / (count of the item's class): drawn with these weights, every class is drawn
     equally often whatever its share of the data. Every class in range(num_classes) must have an item."""
     check_tensor(labels, "labels", shape=("N",), dtype="int")
+    if num_classes is not None:
+        check_number(num_classes, "num_classes", integer=True, low=1)
     if len(labels) == 0:
         raise ValueError("labels: empty, there is nothing to weight")
     if labels.min() < 0:
@@ -87,14 +91,24 @@ def class_frequencies(indices: Tensor, labels: Tensor, num_classes: int) -> Tens
     """The share (num_classes,) of drawn items `indices` that belong to each class."""
     check_tensor(indices, "indices", dtype="int")
     check_tensor(labels, "labels", shape=("N",), dtype="int")
+    check_number(num_classes, "num_classes", integer=True, low=1)
     if indices.numel() == 0:
         raise ValueError("indices: nothing was drawn")
+    if len(labels) == 0:
+        raise ValueError("labels: empty, no item to count")
+    if indices.min() < 0 or indices.max() >= len(labels):
+        raise IndexError(f"indices: expected item indices in [0, {len(labels)}), got min {indices.min().item()}, "
+                         f"max {indices.max().item()}")
+    if labels.min() < 0 or labels.max() >= num_classes:
+        raise ValueError(f"labels: expected class ids in [0, {num_classes}), got min {labels.min().item()}, "
+                         f"max {labels.max().item()}")
     return torch.bincount(labels[indices.flatten()], minlength=num_classes).double() / indices.numel()
 
 
 def pacing(step: int, steps: int, start: float = 0.2, doubling: float = 0.25) -> float:
     """Fraction of the data (easiest first) a curriculum may draw from at `step`: `start` at step 0, doubling every
     `doubling` * steps steps, capped at 1 (the fixed exponential pacing of Hacohen & Weinshall, 2019)."""
+    check_number(step, "step", integer=True, low=0)
     check_number(steps, "steps", integer=True, low=1)
     check_number(start, "start", low=0, high=1, low_open=True)
     check_number(doubling, "doubling", low=0, low_open=True)
@@ -111,6 +125,8 @@ def curriculum_batches(difficulty: Tensor, batch_size: int, steps: int, seed: in
     n = len(difficulty)
     if n == 0:
         raise ValueError("difficulty: empty, there is nothing to draw")
+    if difficulty.isnan().any():
+        raise ValueError("difficulty: contains NaN, which has no place in an order from easy to hard")
     g = make_generator(seed, "curriculum")
     order = torch.randperm(n, generator=g)
     order = order[torch.sort(difficulty[order].double(), stable=True).indices]  # easiest first, ties shuffled

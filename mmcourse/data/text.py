@@ -12,8 +12,8 @@ import re
 import torch
 from torch import Tensor
 
-from mmcourse.data.world import COLOUR_NAMES, SHAPES, SIZES, check_names
-from mmcourse.utils import check_number, check_tensor
+from mmcourse.data.world import COLOUR_NAMES, SHAPES, SIZES, check_names, check_objects, check_pairs
+from mmcourse.utils import check_number, check_tensor, describe
 
 __all__ = [
     "ZERO_SHOT_TEMPLATES", "ANSWERS", "QUESTION_TYPES", "DIRECTIONS", "SPEEDS", "NUMBER_WORDS",
@@ -67,8 +67,23 @@ def object_phrase(obj: dict, *, size: bool = True, synonym: bool = False,
     return f"{article(words[0])} {' '.join(words)}"
 
 
+def check_rng(rng) -> random.Random:
+    if not isinstance(rng, random.Random):
+        raise TypeError(f"rng: expected a random.Random (e.g. mmcourse.utils.python_rng(seed)), got {describe(rng)}")
+    return rng
+
+
+def check_strings(texts, arg: str) -> list[str]:
+    """`texts` as a list, or a clear error naming `arg` unless it is a list of str (a bare str is not)."""
+    if isinstance(texts, str) or not isinstance(texts, (list, tuple)) or not all(isinstance(t, str) for t in texts):
+        raise TypeError(f"{arg}: expected a list of str, got {describe(texts)}")
+    return list(texts)
+
+
 def relation(a: dict, b: dict) -> str:
     """Where `a` is relative to `b`, along the axis where they differ most: left, right, above or below."""
+    check_objects([a], "a", ("x", "y"))
+    check_objects([b], "b", ("x", "y"))
     dx, dy = a["x"] - b["x"], a["y"] - b["y"]
     if abs(dx) >= abs(dy):
         return "left" if dx < 0 else "right"
@@ -88,12 +103,14 @@ def caption(objects: list[dict], rng: random.Random | None = None, *, augment: b
     augment=True (needs rng) the template, object order, synonyms, and whether size/position words and
     the prefix 'a photo of' appear are drawn at random: call it again each epoch to re-augment.
     """
-    if not objects:
-        raise ValueError("caption: the scene has no objects")
+    if not check_objects(objects, keys=("colour", "shape", "size") + (("x", "y") if augment else ())):
+        raise ValueError("objects: the scene has no objects to caption")
     if not augment:
         return join([object_phrase(o) for o in objects])
-    if rng is None:
-        raise ValueError("caption: augment=True needs an rng (random.Random)")
+    check_rng(rng)
+    for name, p in (("p_drop_size", p_drop_size), ("p_position", p_position), ("p_photo", p_photo),
+                    ("p_synonym", p_synonym), ("p_relation", p_relation)):
+        check_number(p, name, low=0, high=1)
     objects = rng.sample(objects, len(objects))  # vary the order
     keep_size = rng.random() >= p_drop_size
     phrases = [object_phrase(o, size=keep_size, synonym=rng.random() < p_synonym, rng=rng) for o in objects]
@@ -122,7 +139,7 @@ def parse_caption(text: str) -> list[dict]:
     world's names and size None where the caption leaves it out. Templates, relations and positions are skipped:
     'a photo of a big red disk left of a blue box' -> [large red circle, None blue square]."""
     if not isinstance(text, str):
-        raise TypeError(f"parse_caption: expected a str, got {type(text).__name__}")
+        raise TypeError(f"text: expected a str, got {describe(text)}")
     return [{"colour": colour, "shape": _SHAPE_WORD[shape], "size": _SIZE_WORD.get(size)}
             for size, colour, shape in _OBJECT.findall(text.lower())]
 
@@ -131,6 +148,7 @@ def caption_is_correct(text: str, objects: list[dict], sizes: bool = True) -> bo
     """Whether `text` names exactly the scene's objects, each once, with the right colour and shape and (when
     `sizes`) the right size: the multisets of parsed and true objects are equal, in any order."""
     keys = ("colour", "shape", "size") if sizes else ("colour", "shape")
+    check_objects(objects, keys=keys)
     said = sorted(tuple(str(o[k]) for k in keys) for o in parse_caption(text))
     return said == sorted(tuple(o[k] for k in keys) for o in objects)
 
@@ -147,6 +165,8 @@ def class_phrases() -> list[str]:
 
 def class_prompts(templates=ZERO_SHOT_TEMPLATES) -> list[list[str]]:
     """Zero-shot prompts [class][template], classes in CLASS_NAMES order (colour * len(SHAPES) + shape)."""
+    if not check_strings(templates, "templates") or not all("{}" in t for t in templates):
+        raise ValueError(f"templates: expected a non-empty list of strings with '{{}}', got {templates!r}")
     return [[t.format(phrase) for t in templates] for phrase in class_phrases()]
 
 
@@ -159,20 +179,25 @@ def corrupt_objects(objects: list[dict], rng: random.Random, kind: str = "swap",
     New pairs come from `pairs` ((colour, shape) names; default all 24), so a training split's wrong captions
     never name a held-out pair.
     """
+    if not check_objects(objects):
+        raise ValueError("objects: the scene has no objects to describe wrongly")
+    check_rng(rng)
     scene = {(o["colour"], o["shape"]) for o in objects}
-    pairs = [(c, s) for c in COLOUR_NAMES for s in SHAPES] if pairs is None else list(pairs)
+    pairs = [(c, s) for c in COLOUR_NAMES for s in SHAPES] if pairs is None else check_pairs(pairs, "pairs")
     free = [p for p in pairs if p not in scene]
     if kind == "swap":
         k = rng.randrange(len(objects))
         target = objects[k]
         options = [(c, s) for c, s in free if (c == target["colour"]) != (s == target["shape"])]
         if not options:
-            raise ValueError(f"corrupt_objects: no allowed pair differs from {target['colour']} {target['shape']} "
-                             "in exactly one attribute")
+            raise ValueError(f"pairs: none differs from {target['colour']} {target['shape']} in exactly one "
+                             "attribute and is new to the scene")
         c, s = rng.choice(options)
         return [dict(o, colour=c, shape=s) if i == k else o for i, o in enumerate(objects)]
     if kind == "unrelated":
-        picks = rng.sample(free, rng.randint(1, min(3, len(objects) + 1)))
+        if not free:
+            raise ValueError("pairs: every pair is already in the scene")
+        picks = rng.sample(free, min(len(free), rng.randint(1, min(3, len(objects) + 1))))
         return [{"colour": c, "shape": s, "size": rng.choice(SIZES), "x": rng.random(), "y": rng.random()}
                 for c, s in picks]
     raise ValueError(f"unknown corruption kind {kind!r}; allowed: swap, unrelated")
@@ -197,8 +222,9 @@ def make_question(objects: list[dict], rng: random.Random, qtype: str | None = N
 
     Every question names objects unambiguously and its answer is one of ANSWERS.
     """
-    if not objects:
-        raise ValueError("make_question: the scene has no objects")
+    if not check_objects(objects):
+        raise ValueError("objects: the scene has no objects to ask about")
+    check_rng(rng)
     if qtype is None:
         qtype = rng.choice([t for t in QUESTION_TYPES if t != "relation" or len(objects) > 1])
     check_names([qtype], QUESTION_TYPES, "question type")
@@ -276,8 +302,8 @@ def annotator_answers(answer: str, rng: random.Random, n_match: int) -> list[str
     ("a red one", "disk", "yeah") or wrong answers of the same kind.
     """
     check_names([answer], ANSWERS, "answer")
-    if not 0 <= n_match <= 10:
-        raise ValueError(f"n_match must be in 0..10, got {n_match}")
+    check_number(n_match, "n_match", integer=True, low=0, high=10)
+    check_rng(rng)
     same, near = _variants(answer)
     kind = next(group for group in (COLOUR_NAMES, SHAPES, ("0", "1", "2", "3"), ("yes", "no"),
                                     tuple(RELATIONS)) if answer in group)
@@ -291,8 +317,9 @@ def annotator_answers(answer: str, rng: random.Random, n_match: int) -> list[str
 def motion_caption(obj: dict, direction: str, speed: str | None = None, bounced: bool = False,
                    rng: random.Random | None = None) -> str:
     """'a red circle moves left' (+ ' quickly', + ' and bounces'); a random paraphrase when rng is given."""
+    check_objects([obj], "obj", ("colour", "shape"))
     check_names([direction], DIRECTIONS, "direction")
-    template = rng.choice(MOTION) if rng is not None else MOTION[0]
+    template = check_rng(rng).choice(MOTION) if rng is not None else MOTION[0]
     text = template.format(object_phrase(obj, size=False), dir=direction)
     if speed is not None:
         text += " " + check_names([speed], SPEEDS, "speed")[0]
@@ -334,7 +361,8 @@ class Tokenizer:
     """
 
     def __init__(self, words=None, extra_tokens: tuple[str, ...] = ()):
-        words = world_words() if words is None else sorted(set(words) - set(SPECIAL_TOKENS))
+        words = world_words() if words is None else sorted(set(check_strings(words, "words")) - set(SPECIAL_TOKENS))
+        check_strings(extra_tokens, "extra_tokens")
         clash = set(extra_tokens) & {*SPECIAL_TOKENS, *words}
         if clash or len(set(extra_tokens)) != len(extra_tokens):
             raise ValueError(f"extra_tokens must be new and distinct, got {extra_tokens} (already known: {clash})")
@@ -353,10 +381,10 @@ class Tokenizer:
     def encode(self, text: str) -> list[int]:
         """<sot> word ids <eot>; unknown words become <unk>."""
         if not isinstance(text, str):
-            raise TypeError(f"encode: expected a str, got {type(text).__name__}")
+            raise TypeError(f"text: expected a str, got {describe(text)}")
         words = split_words(text)
         if not words:
-            raise ValueError(f"encode: empty text {text!r}")
+            raise ValueError(f"text: no words to encode in {text!r} (empty text)")
         return [SOT_ID] + [self.stoi.get(w, UNK_ID) for w in words] + [EOT_ID]
 
     def encode_batch(self, texts: list[str], context_length: int | None = None,
@@ -367,14 +395,18 @@ class Tokenizer:
         """
         if isinstance(texts, str):
             texts = [texts]
-        if len(texts) == 0:
-            raise ValueError("encode_batch: empty list of texts")
+        if not check_strings(texts, "texts"):
+            raise ValueError("texts: an empty list, nothing to encode")
         return pad_batch([self.encode(t) for t in texts], context_length, truncate)
 
     __call__ = encode_batch
 
     def decode(self, ids) -> str:
         """Text of one row of ids, up to the first <eot>, without special tokens except <image>/<unk>."""
+        if isinstance(ids, Tensor):
+            check_tensor(ids, "ids", ndim=1, dtype="int")
+        elif not isinstance(ids, (list, tuple)):
+            raise TypeError(f"ids: expected a list or 1-d tensor of token ids, got {describe(ids)}")
         ids = ids.tolist() if isinstance(ids, Tensor) else list(ids)
         bad = [i for i in ids if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < len(self.itos)]
         if bad:
@@ -398,8 +430,11 @@ def pad_batch(rows: list[list[int]], context_length: int | None = None, truncate
     L = context_length, or the longest row when None. A longer row is cut to L tokens whose last is still <eot>
     (truncate=True; the text encoder pools there, so it must survive) or raises (truncate=False).
     """
+    if isinstance(rows, str) or not isinstance(rows, (list, tuple)) or \
+            not all(isinstance(r, (list, tuple)) and all(isinstance(i, int) for i in r) for r in rows):
+        raise TypeError(f"rows: expected a list of token-id lists, got {describe(rows)}")
     if len(rows) == 0:
-        raise ValueError("pad_batch: empty list of rows")
+        raise ValueError("rows: an empty list, nothing to pad")
     if context_length is not None:
         check_number(context_length, "context_length", integer=True)
     L = max(len(r) for r in rows) if context_length is None else context_length

@@ -11,7 +11,7 @@ from torch import Tensor
 from mmcourse.data.audio import F1, F2, WORD_FORMANTS, Speech
 from mmcourse.data.text import DIRECTIONS, SPEEDS, motion_caption
 from mmcourse.data.world import EDGE, HELD_OUT, Scenes, render, sample_scenes
-from mmcourse.utils import make_generator, python_rng
+from mmcourse.utils import check_number, check_sizes, describe, make_generator, python_rng
 
 __all__ = ["Clips", "moving_shapes", "talking_mouth"]
 
@@ -47,8 +47,7 @@ def moving_shapes(n: int, seed: int | torch.Generator = 0, *, frames: int = 8, r
     allowed size names (default: both).
     render_kw go to `render` (antialias, colour_jitter, noise).
     """
-    if frames < 2:
-        raise ValueError(f"frames must be >= 2, got {frames}")
+    check_number(frames, "frames", integer=True, low=2)
     g = make_generator(seed, "clips")
     scenes = sample_scenes(n, g, min_objects=1, max_objects=1, split=split, held_out=held_out, sizes=sizes)
     direction = torch.randint(len(DIRECTIONS), (n,), generator=g)
@@ -92,6 +91,10 @@ def talking_mouth(speech: Speech, fps: int = 50, size: int = 16, seed: int | tor
     Frame t covers samples [t * sr / fps, (t + 1) * sr / fps). The mouth opens with the speech envelope in
     that frame, scaled by the word's jaw opening (its F1); the lips spread with the word's F2, as visemes do.
     """
+    if not isinstance(speech, Speech):
+        raise TypeError(f"speech: expected a Speech (from speak), got {describe(speech)}")
+    check_sizes(fps=fps, size=size)
+    check_number(noise, "noise", low=0)
     sr = speech.sample_rate
     hop = sr / fps
     if hop != int(hop):

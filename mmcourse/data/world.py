@@ -12,16 +12,18 @@ same seed gives identical tensors on any machine.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, fields
 
 import torch
 from torch import Tensor
 
-from mmcourse.utils import check_number, make_generator
+from mmcourse.utils import check_number, describe, make_generator
 
 __all__ = [
     "COLOURS", "COLOUR_NAMES", "SHAPES", "SIZES", "HELD_OUT", "CLASS_NAMES", "BACKGROUND",
-    "name_index", "check_names", "allowed_pairs", "Scenes", "sample_scenes",
+    "name_index", "check_names", "check_pairs", "check_objects", "check_scenes", "allowed_pairs", "Scenes",
+    "sample_scenes",
     "shape_twins", "render",
 ]
 
@@ -61,19 +63,49 @@ def name_index(name: str, allowed: tuple[str, ...], what: str) -> int:
     return allowed.index(name)
 
 
-def check_names(names, allowed: tuple[str, ...], what: str) -> list[str]:
-    """`names` as a list, or a ValueError naming the first unknown one and the allowed values."""
+def check_names(names, allowed: tuple[str, ...], what: str, arg: str | None = None) -> list[str]:
+    """`names` as a list, or a ValueError naming the first unknown one and the allowed values. Given the argument's
+    name `arg`, also a clear error unless `names` is a non-empty list (a bare str is not a list of names)."""
+    if arg is not None and (isinstance(names, str) or not isinstance(names, (list, tuple)) or not names):
+        raise TypeError(f"{arg}: expected a non-empty list of {what} names, got {describe(names)}")
     for name in names:
         name_index(name, allowed, what)
     return list(names)
 
 
+def check_pairs(pairs, arg: str) -> list[tuple[str, str]]:
+    """`pairs` as a list of (colour, shape) name tuples, or a clear error naming the argument `arg`."""
+    if isinstance(pairs, str) or not isinstance(pairs, (list, tuple)) or \
+            not all(isinstance(p, (list, tuple)) and len(p) == 2 for p in pairs):
+        raise TypeError(f"{arg}: expected a list of (colour, shape) pairs, got {describe(pairs)}")
+    for c, s in pairs:
+        name_index(c, COLOUR_NAMES, f"{arg} colour")
+        name_index(s, SHAPES, f"{arg} shape")
+    return [tuple(p) for p in pairs]
+
+
+def check_objects(objects, arg: str = "objects", keys=("colour", "shape", "size", "x", "y")) -> list[dict]:
+    """`objects` (a scene's object dicts, as `Scenes.objects(i)` gives them) as a list, or a clear error naming `arg`
+    unless it is a list of dicts that have `keys`."""
+    if isinstance(objects, (str, dict)) or not isinstance(objects, (list, tuple)):
+        raise TypeError(f"{arg}: expected a list of object dicts (Scenes.objects(i)), got {describe(objects)}")
+    for o in objects:
+        if not isinstance(o, dict) or not set(keys) <= set(o):
+            raise ValueError(f"{arg}: expected object dicts with keys {', '.join(keys)}, got {o!r}"[:200])
+    return list(objects)
+
+
+def check_scenes(scenes, arg: str = "scenes") -> None:
+    if not isinstance(scenes, Scenes):
+        raise TypeError(f"{arg}: expected a Scenes (from sample_scenes), got {describe(scenes)}")
+
+
 def allowed_pairs(split: str = "all", held_out=HELD_OUT, colours=None, shapes=None) -> list[tuple[int, int]]:
     """(colour, shape) index pairs a split may use: "train" excludes `held_out`, "test" has only those."""
     name_index(split, SPLITS, "split")
-    colours = COLOUR_NAMES if colours is None else tuple(colours)
-    shapes = SHAPES if shapes is None else tuple(shapes)
-    held = {(name_index(c, COLOUR_NAMES, "colour"), name_index(s, SHAPES, "shape")) for c, s in held_out}
+    colours = COLOUR_NAMES if colours is None else check_names(colours, COLOUR_NAMES, "colour", "colours")
+    shapes = SHAPES if shapes is None else check_names(shapes, SHAPES, "shape", "shapes")
+    held = {(COLOUR_NAMES.index(c), SHAPES.index(s)) for c, s in check_pairs(held_out, "held_out")}
     pairs = [(name_index(c, COLOUR_NAMES, "colour"), name_index(s, SHAPES, "shape"))
              for c in colours for s in shapes]
     if split == "train":
@@ -122,6 +154,7 @@ class Scenes:
 
     def boxes(self, resolution: int) -> Tensor:
         """(N, K, 4) bounding boxes (x0, y0, x1, y1) in pixels (0 in empty slots)."""
+        check_number(resolution, "resolution", integer=True, low=1)
         r = self.radius() * resolution
         cx, cy = (self.center * resolution).unbind(-1)
         half_w = torch.stack([r, SQUARE_HALF * r, TRIANGLE_R * r * math.sqrt(3) / 2], -1)
@@ -134,6 +167,8 @@ class Scenes:
 
     def objects(self, i: int) -> list[dict]:
         """Scene `i` as a list of dicts: colour, shape, size names and the centre x, y."""
+        if isinstance(i, bool) or not isinstance(i, numbers.Integral) or not -len(self) <= i < len(self):
+            raise IndexError(f"i: expected a scene index in [0, {len(self)}), got {i!r}")
         rows = zip(self.shape[i].tolist(), self.colour[i].tolist(), self.size[i].tolist(),
                    self.center[i].tolist(), strict=True)
         return [{"colour": COLOUR_NAMES[c], "shape": SHAPES[s], "size": SIZES[z], "x": x, "y": y}
@@ -161,8 +196,9 @@ class Scenes:
     @classmethod
     def from_objects(cls, scenes: list[list[dict]]) -> Scenes:
         """Scenes by hand: each a list of dicts with colour, shape and size names and x, y in [0, 1]."""
-        if not scenes:
-            raise ValueError("from_objects: expected a non-empty list of scenes")
+        if isinstance(scenes, str) or not isinstance(scenes, (list, tuple)) or not scenes:
+            raise ValueError(f"scenes: expected a non-empty list of scenes (lists of object dicts), got {scenes!r}")
+        scenes = [check_objects(objs, f"scenes[{i}]") for i, objs in enumerate(scenes)]
         K = max(1, max(len(objs) for objs in scenes))
         out = cls(*(torch.full((len(scenes), K), -1) for _ in range(3)), torch.zeros(len(scenes), K, 2))
         for i, objs in enumerate(scenes):
@@ -183,16 +219,15 @@ def sample_scenes(n: int, seed: int | torch.Generator = 0, *, min_objects: int =
     split: "all" (any colour-shape pair), "train" (no pair from `held_out`), "test" (only `held_out` pairs).
     colours, shapes, sizes: optional lists of allowed names (default: all).
     """
-    if not 1 <= min_objects <= max_objects:
-        raise ValueError(f"need 1 <= min_objects <= max_objects, got min_objects={min_objects}, "
-                         f"max_objects={max_objects}")
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
+    check_number(n, "n", integer=True, low=1)
+    check_number(max_objects, "max_objects", integer=True, low=1)
+    check_number(min_objects, "min_objects", integer=True, low=1, high=max_objects)
     pairs = torch.tensor(allowed_pairs(split, held_out, colours, shapes), dtype=torch.long).reshape(-1, 2)
     if len(pairs) < max_objects:
         raise ValueError(f"split {split!r} allows {len(pairs)} colour-shape pairs, fewer than "
                          f"max_objects={max_objects} (objects in a scene have distinct pairs)")
-    size_ids = torch.tensor([name_index(z, SIZES, "size") for z in (sizes or SIZES)])
+    sizes = SIZES if sizes is None else check_names(sizes, SIZES, "size", "sizes")
+    size_ids = torch.tensor([SIZES.index(z) for z in sizes])
     g = make_generator(seed, "scenes")
     K = max_objects
     n_obj = torch.randint(min_objects, max_objects + 1, (n,), generator=g)
@@ -216,6 +251,7 @@ def shape_twins(scenes: Scenes, seed: int | torch.Generator = 0, *, split: str =
     would overlap another object or leave the canvas. In the rare scene where no object can change (1 %: e.g. a
     green circle beside a green square, green triangles being held out) the twin is the scene itself.
     """
+    check_scenes(scenes)
     g = make_generator(seed, "twins")
     allowed = set(allowed_pairs(split, held_out))
     shape = scenes.shape.clone()
@@ -280,8 +316,7 @@ def render(scenes: Scenes, resolution: int = 32, seed: int | torch.Generator = 0
     """
     if not isinstance(resolution, int) or resolution < 8:
         raise ValueError(f"resolution must be an int >= 8, got {resolution!r}")
-    if not isinstance(scenes, Scenes):
-        raise TypeError(f"scenes: expected a Scenes (from sample_scenes), got {type(scenes).__name__}")
+    check_scenes(scenes)
     check_number(colour_jitter, "colour_jitter", low=0)
     check_number(noise, "noise", low=0)
     if not torch.isfinite(scenes.center).all():

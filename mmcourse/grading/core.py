@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import inspect
 import numbers
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,7 +32,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten
 
-from mmcourse.utils import describe, get_device
+from mmcourse.utils import check_number, describe, get_device
 
 __all__ = [
     "Exercise",
@@ -99,6 +100,10 @@ def register(name: str, reference: Any, mutants: list, kind: str = "function", s
     `explanation` is shown once it is answered right."""
     if kind not in ("function", "class", "quiz"):
         raise ValueError(f"register({name!r}): kind must be 'function', 'class' or 'quiz', got {kind!r}")
+    if not isinstance(name, str) or not re.fullmatch(r"\d\d\.\w+", name):
+        raise ValueError(f"name: expected 'NN.name' (chapter, then the exercise), got {name!r}")
+    if not isinstance(mutants, (list, tuple)) or (kind != "quiz" and not all(callable(m) for m in mutants)):
+        raise TypeError(f"mutants: expected a list of known-wrong implementations, got {describe(mutants)}")
 
     def deco(test):
         if name in _REGISTRY:
@@ -115,6 +120,7 @@ def register_quiz(name: str, question: str, answer: str | float, explanation: st
     """Register a graded question. With `choices` ({"a": "text", ...}) the answer is a letter; without, a number
     right within `tolerance` (absolute). `explanation` is shown once the answer is right; `wrong` maps known
     wrong answers to why they are wrong. The mutants are every other choice, or the keys of `wrong`."""
+    check_number(tolerance, "tolerance", low=0)
     if choices is not None and answer not in choices:
         raise ValueError(f"quiz {name!r}: the answer {answer!r} is not one of the choices {sorted(choices)}")
     wrong = dict(wrong or {})

@@ -27,6 +27,10 @@ def symmetric_cross_entropy(logits_per_image: Tensor, logits_per_text: Tensor, t
     B = len(logits_per_image)
     check_tensor(logits_per_text, "logits_per_text", shape=(B, None), dtype="float")
     check_tensor(targets, "targets", shape=(B,), dtype="int")
+    columns = min(logits_per_image.shape[1], logits_per_text.shape[1])
+    if B and (targets.min() < 0 or targets.max() >= columns):
+        raise IndexError(f"targets: expected column indices in [0, {columns}), got min {targets.min().item()}, "
+                         f"max {targets.max().item()}")
     return (F.cross_entropy(logits_per_image, targets) + F.cross_entropy(logits_per_text, targets)) / 2
 
 

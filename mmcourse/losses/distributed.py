@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mmcourse.losses.contrastive import _check_scalar, _normalized_pair, symmetric_cross_entropy
+from mmcourse.utils import check_tensor
 
 __all__ = ["world", "AllGather", "gather_features", "distributed_clip_loss", "distributed_siglip_loss"]
 
@@ -55,6 +56,7 @@ class AllGather(torch.autograd.Function):
 
 def gather_features(x: Tensor, gather_with_grad: bool = True) -> Tensor:
     """x (b, D) on every rank -> (W·b, D), rank r's rows at [r·b, (r + 1)·b). Every rank must hold the same b."""
+    check_tensor(x, "x", shape=("b", "D"), dtype="float")
     rank, W = world()
     if W == 1:
         return x

@@ -34,6 +34,8 @@ def hard_negative_probs(sim: Tensor, same: Tensor | None = None) -> tuple[Tensor
                          f"{tuple(sim.shape)}")
     if B < 2:
         raise ValueError(f"sim: hard negatives need a batch of at least 2 pairs, got B={B}")
+    if not torch.isfinite(sim).all():
+        raise ValueError("sim: contains NaN or inf, so no probability can be drawn from it")
     positive = torch.eye(B, dtype=torch.bool, device=sim.device)
     if same is not None:
         check_tensor(same, "same", shape=(B, B), dtype=torch.bool)
@@ -68,6 +70,9 @@ def itm_loss(score: Callable[[Tensor, Tensor], Tensor], image_tokens: Tensor, id
     check_tensor(ids, "ids", shape=(B, "L"), dtype="int")
     check_tensor(neg_text, "neg_text", shape=(B,), dtype="int")
     check_tensor(neg_image, "neg_image", shape=(B,), dtype="int")
+    for name, neg in (("neg_text", neg_text), ("neg_image", neg_image)):
+        if B and (neg.min() < 0 or neg.max() >= B):
+            raise IndexError(f"{name}: expected indices into the batch [0, {B}), got {neg.tolist()[:10]}")
     images = torch.cat([image_tokens, image_tokens, image_tokens[neg_image]])
     texts = torch.cat([ids, ids[neg_text], ids])
     labels = torch.cat([torch.ones(B), torch.zeros(2 * B)]).long().to(ids.device)

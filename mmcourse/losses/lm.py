@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mmcourse.utils import check_number, check_tensor
+from mmcourse.utils import check_number, check_tensor, describe
 
 __all__ = ["lm_loss", "bert_mask"]
 
@@ -26,6 +26,8 @@ def lm_loss(logits: Tensor, labels: Tensor, ignore_index: int = -100, label_smoo
     """
     check_tensor(logits, "logits", shape=("B", "L", "V"), dtype="float")
     check_tensor(labels, "labels", shape=logits.shape[:2], dtype="int")
+    check_number(ignore_index, "ignore_index", integer=True)
+    check_number(label_smoothing, "label_smoothing", low=0, high=1)
     targets = labels[:, 1:]
     outside = (targets != ignore_index) & ((targets < 0) | (targets >= logits.shape[-1]))
     if outside.any():
@@ -48,6 +50,11 @@ def bert_mask(ids: Tensor, mask_id: int, vocab_size: int, p: float | Tensor = 0.
     check_tensor(ids, "ids", shape=("B", "L"), dtype="int")
     check_number(mask_id, "mask_id", integer=True, low=0)
     check_number(vocab_size, "vocab_size", integer=True, low=1)
+    if ids.numel() and (ids.min() < 0 or ids.max() >= vocab_size):
+        raise ValueError(f"ids: token ids must be in [0, {vocab_size}), got min {ids.min().item()}, "
+                         f"max {ids.max().item()}")
+    if isinstance(p, bool) or not isinstance(p, (Tensor, float, int)):
+        raise TypeError(f"p: expected a probability, or one per row ({len(ids)},), got {describe(p)}")
     p = torch.as_tensor(p, dtype=torch.float32, device=ids.device)
     if p.ndim > 1 or (p.ndim == 1 and len(p) != len(ids)) or not ((p >= 0) & (p <= 1)).all():
         raise ValueError(f"p: expected a probability, or one per row ({len(ids)},), got {p.tolist()}")

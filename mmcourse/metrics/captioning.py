@@ -67,8 +67,7 @@ _TINY, _SMALL = 1e-15, 1e-9  # coco-caption's guards: numerator + 1e-15, denomin
 
 def tokenize(text: str) -> list[str]:
     """Lower-case `text` and return its words: runs of letters/digits, split at whitespace and punctuation."""
-    if not isinstance(text, str):
-        raise TypeError(f"expected a caption string, got {type(text).__name__} {text!r}"[:120])
+    _check_captions([text], "text")
     return re.findall(r"\w+", text.lower())
 
 
@@ -92,7 +91,7 @@ def corpus_bleu(hypotheses: list[str], references: list[list[str]], max_n: int =
 def sentence_bleu(hypothesis: str, references: list[str], max_n: int = 4) -> list[float]:
     """BLEU-1 … BLEU-max_n of one caption (coco-caption's per-image scores)."""
     _check_order(max_n, "max_n")
-    hyps, refs = _tokenize_corpus([hypothesis], [references])
+    hyps, refs = _tokenize_corpus([hypothesis], [references], "hypothesis")
     return _bleu_from_statistics(*_bleu_statistics(hyps[0], refs[0], max_n))
 
 
@@ -133,7 +132,7 @@ def rouge_l(hypotheses: list[str], references: list[list[str]], beta: float = 1.
 def sentence_rouge_l(hypothesis: str, references: list[str], beta: float = 1.2) -> float:
     """ROUGE-L of one caption: F_beta of the best LCS precision and best LCS recall over the references."""
     check_number(beta, "beta", low=0, low_open=True)
-    hyps, refs = _tokenize_corpus([hypothesis], [references])
+    hyps, refs = _tokenize_corpus([hypothesis], [references], "hypothesis")
     return _rouge_l(hyps[0], refs[0], beta)
 
 
@@ -186,7 +185,7 @@ def sentence_cider_d(
     """
     check_number(sigma, "sigma", low=0, low_open=True)
     _check_order(n, "n")
-    hyps, refs = _tokenize_corpus([hypothesis], [references])
+    hyps, refs = _tokenize_corpus([hypothesis], [references], "hypothesis")
     idf = _inverse_document_frequency(_tokenize_references(corpus_references, "corpus_references"), n)
     return _cider_d(hyps[0], refs[0], idf, n, sigma)
 
@@ -258,9 +257,9 @@ def _ngram_counts(tokens: list[str], n: int) -> Counter:
     return Counter(tuple(tokens[i : i + k]) for k in range(1, n + 1) for i in range(len(tokens) - k + 1))
 
 
-def _tokenize_corpus(hypotheses, references) -> tuple[list[list[str]], list[list[list[str]]]]:
+def _tokenize_corpus(hypotheses, references, name: str = "hypotheses") -> tuple[list[list[str]], list[list[list[str]]]]:
     """Validate and tokenise a corpus: hypotheses (N,) strings, references (N,) non-empty lists of strings."""
-    hyps = [tokenize(h) for h in _check_list(hypotheses, "hypotheses")]
+    hyps = [tokenize(h) for h in _check_captions(_check_list(hypotheses, name), name)]
     refs = _tokenize_references(references, "references")
     if len(hyps) != len(refs):
         raise ValueError(
@@ -276,7 +275,7 @@ def _tokenize_references(references, name: str) -> list[list[list[str]]]:
         if isinstance(ref_set, str) or not isinstance(ref_set, (list, tuple)) or not ref_set:
             got = f"{ref_set!r}"[:80]
             raise ValueError(f"{name}[{i}]: expected a non-empty list of reference strings, got {got}")
-        tokens = [tokenize(r) for r in ref_set]
+        tokens = [tokenize(r) for r in _check_captions(ref_set, f"{name}[{i}]")]
         if not all(tokens):
             raise ValueError(f"{name}[{i}]: a reference has no words: {ref_set!r}"[:120])
         refs.append(tokens)
@@ -288,6 +287,13 @@ def _check_list(captions, name: str) -> list | tuple:
         raise TypeError(f"{name}: expected a list, got {type(captions).__name__}")
     if not captions:
         raise ValueError(f"{name}: expected at least one caption, got an empty list")
+    return captions
+
+
+def _check_captions(captions, name: str):
+    for c in captions:
+        if not isinstance(c, str):
+            raise TypeError(f"{name}: expected a caption string, got {type(c).__name__} {c!r}"[:120])
     return captions
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from mmcourse.utils import check_tensor
+from mmcourse.utils import check_number, check_tensor
 
 __all__ = ["clip_score", "ref_clip_score"]
 
@@ -29,6 +29,7 @@ def clip_score(
 
     reduction "mean" returns a scalar tensor, "none" the (N,) per-pair scores.
     """
+    check_number(w, "w", low=0, low_open=True)
     cosine = _pair_cosine(image_features, text_features, "image_features", "text_features")
     return _reduce(w * cosine.clamp(min=0), reduction)
 

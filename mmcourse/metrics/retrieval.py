@@ -89,6 +89,8 @@ def retrieval_metrics(
     similarity: torch.Tensor, relevant: torch.Tensor, ks: tuple[int, ...] = (1, 5, 10)
 ) -> dict[str, float]:
     """All metrics of one retrieval direction: {"R@1", "R@5", "R@10", "MRR", "MedR", "MeanR"} -> float."""
+    if not isinstance(ks, (list, tuple)):
+        raise TypeError(f"ks: expected a tuple of ints (the k of each Recall@k), got {type(ks).__name__}")
     for k in ks:
         _check_k(k)
     rank = _ranks(similarity, relevant)
@@ -109,7 +111,10 @@ def image_text_retrieval(
     """
     check_tensor(similarity, "similarity", shape=("N_images", "N_texts"), dtype="float")
     check_tensor(image_ids, "image_ids", shape=(similarity.shape[1],), dtype="int")
-    text_to_image = retrieval_metrics(similarity.T, image_ids, ks)  # also checks the range of image_ids
+    if image_ids.numel() and (image_ids.min() < 0 or image_ids.max() >= similarity.shape[0]):
+        raise ValueError(f"image_ids: expected rows of similarity in [0, {similarity.shape[0]}), got min "
+                         f"{image_ids.min().item()}, max {image_ids.max().item()}")
+    text_to_image = retrieval_metrics(similarity.T, image_ids, ks)
     images = torch.arange(similarity.shape[0], device=similarity.device)
     captions_of_image = images[:, None] == image_ids.to(similarity.device)[None, :]
     image_to_text = retrieval_metrics(similarity, captions_of_image, ks)
@@ -122,8 +127,8 @@ def _relevance_mask(similarity: torch.Tensor, relevant: torch.Tensor) -> torch.T
     n_queries, n_items = similarity.shape
     if n_queries == 0 or n_items == 0:
         raise ValueError(f"similarity: expected at least one query and one item, got {(n_queries, n_items)}")
-    if torch.isnan(similarity).any():
-        raise ValueError("similarity: contains NaN; ranks are undefined")
+    if not torch.isfinite(similarity).all():
+        raise ValueError("similarity: contains NaN or inf; ranks are undefined")
     if not isinstance(relevant, torch.Tensor):
         raise TypeError(
             "relevant: expected a bool mask (N_queries, N_items) or an index tensor "

@@ -25,6 +25,9 @@ def edit_distance(hypothesis: Sequence, reference: Sequence) -> int:
     Row i holds the distances from the first i hypothesis tokens to every reference prefix; a match or
     substitution and a deletion come from row i - 1, an insertion from the cell to the left, whose chain
     min_k (cell_k + j - k) is a running minimum."""
+    for name, seq in (("hypothesis", hypothesis), ("reference", reference)):
+        if not hasattr(seq, "__len__"):
+            raise TypeError(f"{name}: expected a sequence (of words, characters or ids), got {type(seq).__name__}")
     ids: dict = {}
     h = np.array([ids.setdefault(t, len(ids)) for t in hypothesis], dtype=np.int64)
     r = np.array([ids.setdefault(t, len(ids)) for t in reference], dtype=np.int64)
@@ -39,28 +42,25 @@ def edit_distance(hypothesis: Sequence, reference: Sequence) -> int:
 
 def word_error_rate(hypotheses: list, references: list) -> float:
     """Corpus WER. Each item is a string (split on whitespace) or a sequence of tokens (e.g. word ids)."""
-    return _error_rate(hypotheses, references, _words)
+    return _error_rate(hypotheses, references, _words, (str, list, tuple))
 
 
 def char_error_rate(hypotheses: list[str], references: list[str]) -> float:
     """Corpus CER over the characters of each string, spaces included."""
-    return _error_rate(hypotheses, references, _characters)
+    return _error_rate(hypotheses, references, list, (str,))
 
 
 def _words(transcript) -> list:
     return transcript.split() if isinstance(transcript, str) else list(transcript)
 
 
-def _characters(transcript) -> list[str]:
-    if not isinstance(transcript, str):
-        raise TypeError(f"char_error_rate: expected transcript strings, got {type(transcript).__name__}")
-    return list(transcript)
-
-
-def _error_rate(hypotheses, references, split) -> float:
+def _error_rate(hypotheses, references, split, kinds: tuple[type, ...]) -> float:
     for name, items in (("hypotheses", hypotheses), ("references", references)):
         if not isinstance(items, list):
             raise TypeError(f"{name}: expected a list of transcripts, got {type(items).__name__}")
+        bad = [type(t).__name__ for t in items if not isinstance(t, kinds)]
+        if bad:
+            raise TypeError(f"{name}: expected transcripts ({' or '.join(k.__name__ for k in kinds)}), got {bad[0]}")
     if not references:
         raise ValueError("references: expected at least one transcript, got an empty list")
     if len(hypotheses) != len(references):

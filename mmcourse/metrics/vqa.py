@@ -57,6 +57,7 @@ _PERIOD_NOT_BEFORE_DIGIT = re.compile(r"\.(?!\d)")
 
 def process_punctuation(text: str) -> str:
     """Step 2: delete punctuation that touches a space (or all of it around "1,000"), else make it a space."""
+    _check_text(text, "text")
     glue = _COMMA_BETWEEN_DIGITS.search(text) is not None
     out = text
     for mark in PUNCTUATION:
@@ -67,14 +68,14 @@ def process_punctuation(text: str) -> str:
 
 def process_digit_article(text: str) -> str:
     """Step 3: lower-case, number words -> digits, drop articles, restore contractions' apostrophes."""
+    _check_text(text, "text")
     words = [NUMBER_WORDS.get(word, word) for word in text.lower().split()]
     return " ".join(CONTRACTIONS.get(word, word) for word in words if word not in ARTICLES)
 
 
 def normalize_answer(answer: str) -> str:
     """The official normalisation of a predicted answer: whitespace, punctuation, digits and articles."""
-    if not isinstance(answer, str):
-        raise TypeError(f"expected an answer string, got {type(answer).__name__} {answer!r}"[:120])
+    _check_text(answer, "answer")
     text = answer.replace("\n", " ").replace("\t", " ").strip()
     return process_digit_article(process_punctuation(text))
 
@@ -82,6 +83,7 @@ def normalize_answer(answer: str) -> str:
 def vqa_score(prediction: str, answers: list[str]) -> float:
     """Official accuracy of one prediction against >= 10 human answers (mean over leave-one-out subsets)."""
     _check_answers(answers, "answers")
+    _check_text(prediction, "prediction")
     prediction = normalize_answer(prediction)
     if len(set(answers)) > 1:
         answers = [process_punctuation(answer) for answer in answers]
@@ -111,11 +113,18 @@ def _check_pairs(predictions, answers) -> None:
             raise TypeError(f"{name}: expected a list, got {type(value).__name__}")
     if not predictions:
         raise ValueError("predictions: expected at least one prediction, got an empty list")
+    for p in predictions:
+        _check_text(p, "predictions")
     if len(predictions) != len(answers):
         raise ValueError(
             f"predictions and answers: expected one list of human answers per prediction, "
             f"got {len(predictions)} predictions and {len(answers)} answer lists"
         )
+
+
+def _check_text(text, name: str) -> None:
+    if not isinstance(text, str):
+        raise TypeError(f"{name}: expected an answer string, got {type(text).__name__} {text!r}"[:120])
 
 
 def _check_answers(answers, name: str) -> None:

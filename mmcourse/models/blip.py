@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from mmcourse.losses import clip_loss, itm_loss, lm_loss, sample_hard_negatives
 from mmcourse.nn import GenerateOutput, TextDecoder, Transformer
-from mmcourse.utils import check_tensor
+from mmcourse.utils import check_number, check_tensor, check_token_id
 
 __all__ = ["BLIPConfig", "BLIP", "OBJECTIVES", "SHARED_WITH_DECODER"]
 
@@ -59,9 +59,11 @@ class BLIP(nn.Module):
     def __init__(self, config: BLIPConfig):
         super().__init__()
         c = self.config = config
+        for name in ("vocab_size", "context_length", "vision_width", "width", "heads", "embed_dim"):
+            check_number(getattr(c, name), name, integer=True, low=1)
+        check_number(c.label_smoothing, "label_smoothing", low=0, high=1)
         for name in ("enc_id", "dec_id", "eot_id", "pad_id"):
-            if not 0 <= getattr(c, name) < c.vocab_size:
-                raise ValueError(f"{name} must be a token id in [0, {c.vocab_size}), got {getattr(c, name)}")
+            check_token_id(getattr(c, name), name, c.vocab_size)
         self.decoder = TextDecoder(c.vocab_size, c.context_length, c.width, c.layers, c.heads, eot_id=c.eot_id,
                                    pad_id=c.pad_id, sot_id=c.dec_id, memory_dim=c.vision_width,
                                    mlp_ratio=c.mlp_ratio, act=c.act)
@@ -103,6 +105,7 @@ class BLIP(nn.Module):
 
     def itm_logits(self, image_tokens: Tensor, ids: Tensor) -> Tensor:
         """B (image, caption) pairs -> ITM logits (B, 2); class 1 = the caption describes the image."""
+        _check_pairs(image_tokens, ids, self.config.vision_width)
         return self.itm_head(self.encode_text(ids, image_tokens)[:, 0])
 
     def itm_prob(self, image_tokens: Tensor, ids: Tensor) -> Tensor:
@@ -124,9 +127,8 @@ class BLIP(nn.Module):
         logits (`sample_hard_negatives`), or uniformly when not `hard_negatives`; same (B, B) bool marks pairs
         (i, j ≠ i) that match too (equal descriptions), never drawn as negatives."""
         _check_pairs(image_tokens, ids, self.config.vision_width)
-        unknown = set(objectives) - set(OBJECTIVES)
-        if unknown or not objectives:
-            raise ValueError(f"objectives: expected a non-empty subset of {OBJECTIVES}, got {tuple(objectives)}")
+        if not isinstance(objectives, (list, tuple)) or not objectives or set(objectives) - set(OBJECTIVES):
+            raise ValueError(f"objectives: expected a non-empty subset of {OBJECTIVES}, got {objectives!r}")
         losses = {}
         if "itc" in objectives or "itm" in objectives:
             x, y, s = self.image_embed(image_tokens), self.text_embed(ids), self.logit_scale.exp()
@@ -146,6 +148,8 @@ class BLIP(nn.Module):
         """Captions of images (B, M, vision_width): `TextDecoder.generate` from <dec> (greedy unless do_sample,
         top_p, num_beams ... say otherwise)."""
         check_tensor(image_tokens, "image_tokens", shape=("B", "M", self.config.vision_width), dtype="float")
+        if len(image_tokens) == 0:
+            raise ValueError("image_tokens: an empty batch, no image to caption")
         return self.decoder.generate(memory=image_tokens, **kwargs)
 
     @torch.no_grad()

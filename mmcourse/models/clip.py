@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from mmcourse.losses import clip_loss, siglip_loss
 from mmcourse.nn import Transformer, VisionTransformer, pool_eot
-from mmcourse.utils import check_tensor
+from mmcourse.utils import check_number, check_sizes, check_tensor, check_token_id
 
 __all__ = ["CLIPConfig", "CLIP", "TextTransformer", "encode_images", "encode_texts", "zero_shot_classifier",
            "zero_shot_predict"]
@@ -34,8 +34,8 @@ class TextTransformer(nn.Module):
     def __init__(self, vocab_size: int, context_length: int, width: int, layers: int, heads: int,
                  output_dim: int, eot_id: int, mlp_ratio: float = 4.0, act: str = "gelu"):
         super().__init__()
-        if not 0 <= eot_id < vocab_size:
-            raise ValueError(f"eot_id must be a token id in [0, {vocab_size}), got {eot_id}")
+        check_sizes(vocab_size=vocab_size, context_length=context_length, width=width, output_dim=output_dim)
+        check_token_id(eot_id, "eot_id", vocab_size)
         self.vocab_size, self.context_length, self.eot_id = vocab_size, context_length, eot_id
         self.token_embedding = nn.Embedding(vocab_size, width)
         self.positional_embedding = nn.Parameter(0.01 * torch.randn(context_length, width))
@@ -100,6 +100,15 @@ class CLIP(nn.Module):
         super().__init__()
         if config.loss not in ("clip", "siglip"):
             raise ValueError(f"config.loss: expected 'clip' or 'siglip', got {config.loss!r}")
+        for name in ("vocab_size", "context_length", "embed_dim", "image_size", "patch_size", "vision_width",
+                     "vision_heads", "text_width", "text_heads"):
+            check_number(getattr(config, name), f"config.{name}", integer=True, low=1)
+        for name in ("vision_layers", "text_layers"):
+            check_number(getattr(config, name), f"config.{name}", integer=True, low=0, high=1000)
+        for tower in ("vision", "text"):
+            if getattr(config, f"{tower}_width") % getattr(config, f"{tower}_heads"):
+                raise ValueError(f"config.{tower}_width must be divisible by config.{tower}_heads, got "
+                                 f"{getattr(config, f'{tower}_width')} and {getattr(config, f'{tower}_heads')}")
         c = self.config = config
         self.visual = VisionTransformer(c.image_size, c.patch_size, c.vision_width, c.vision_layers,
                                         c.vision_heads, c.mlp_ratio, output_dim=c.embed_dim, act=c.act,
@@ -154,7 +163,7 @@ def zero_shot_classifier(model: CLIP, tokenize: Callable[[list[str]], Tensor], c
                          templates: Sequence[str | Callable[[str], str]]) -> Tensor:
     """Class weights (embed_dim, n_classes): per class, encode every template filled with the class name
     ("a photo of a {}." or a function name -> prompt), normalise, average the prompts, re-normalise."""
-    if isinstance(classnames, str) or not classnames:
+    if isinstance(classnames, str) or not classnames or not all(isinstance(c, str) for c in classnames):
         raise ValueError(f"classnames: expected a non-empty list of names, got {classnames!r}")
     if isinstance(templates, str) or not templates:
         raise ValueError(f"templates: expected a non-empty list of templates, got {templates!r}")
@@ -175,6 +184,7 @@ def encode_images(model: CLIP, images: Tensor, batch_size: int = 500) -> Tensor:
     """images (N, 3, H, W) on any device -> normalised features (N, embed_dim) on the images' device, computed on
     the model's device `batch_size` images at a time (a collection too big for one forward pass)."""
     check_tensor(images, "images", shape=("N", 3, "H", "W"), dtype="float")
+    check_sizes(batch_size=batch_size)
     device = model.logit_scale.device
     chunks = [model.encode_image(x.to(device), normalize=True) for x in images.split(batch_size)]
     return torch.cat(chunks).to(images.device)
@@ -184,6 +194,7 @@ def encode_images(model: CLIP, images: Tensor, batch_size: int = 500) -> Tensor:
 def encode_texts(model: CLIP, ids: Tensor, batch_size: int = 500) -> Tensor:
     """ids (N, L) -> normalised features (N, embed_dim) on the ids' device, `batch_size` captions at a time."""
     check_tensor(ids, "ids", shape=("N", "L"), dtype="int")
+    check_sizes(batch_size=batch_size)
     device = model.logit_scale.device
     chunks = [model.encode_text(x.to(device), normalize=True) for x in ids.split(batch_size)]
     return torch.cat(chunks).to(ids.device)

@@ -10,6 +10,8 @@ which is the EOT token because EOT is the largest id (49407 of 49408); the port 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from torch import Tensor
 
 from mmcourse.models.clip import CLIP, CLIPConfig
@@ -23,6 +25,7 @@ OPENAI_EXTRAS = ("input_resolution", "context_length", "vocab_size")
 
 def convert_state_dict(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
     """open_clip / OpenAI key names -> ours (the tensors themselves are shared, not copied)."""
+    _check_state_dict(state_dict)
     converted = {}
     for key, value in state_dict.items():
         if key in OPENAI_EXTRAS:
@@ -40,7 +43,7 @@ def config_from_state_dict(state_dict: dict[str, Tensor], quick_gelu: bool = Tru
     Head counts are not visible in shapes: the default is OpenAI's width // 64. eot_id defaults to the
     largest id (vocab_size - 1), the token OpenAI's argmax pooling finds.
     """
-    sd = state_dict
+    sd = _check_state_dict(state_dict)
     if "visual.layer1.0.conv1.weight" in sd or "visual.attnpool.positional_embedding" in sd:
         raise NotImplementedError("this is a modified-ResNet CLIP (RN50, RN101, ...): only ViT image towers "
                                   "port to mmcourse's CLIP; pick a ViT model (e.g. ViT-B-32)")
@@ -122,6 +125,12 @@ def load_pretrained(name: str = "ViT-B-32", pretrained: str = "openai", cache_di
     heads = {"vision_heads": _heads(getattr(reference.visual, "transformer", None)),
              "text_heads": _heads(getattr(reference, "transformer", None))}
     return from_openai_state_dict(reference.state_dict(), quick_gelu=tag.get("quick_gelu", False), **heads)
+
+
+def _check_state_dict(state_dict) -> Mapping:
+    if not isinstance(state_dict, Mapping):
+        raise TypeError(f"state_dict: expected a dict of tensors (name -> Tensor), got {type(state_dict).__name__}")
+    return state_dict
 
 
 def _heads(transformer) -> int | None:

@@ -26,7 +26,7 @@ from mmcourse.nn.fusion import (
     TensorFusion,
     modality_dropout,
 )
-from mmcourse.utils import check_number, check_tensor
+from mmcourse.utils import check_number, check_sizes, check_tensor, describe
 
 __all__ = ["METHODS", "SoundEncoder", "ImageEncoder", "FusionClassifier", "TwoStreamClassifier"]
 
@@ -39,6 +39,7 @@ class SoundEncoder(nn.Module):
 
     def __init__(self, n_mels: int, frames: int, width: int = 64, num_classes: int = 24):
         super().__init__()
+        check_sizes(n_mels=n_mels, frames=frames, width=width, num_classes=num_classes)
         self.n_mels, self.frames, self.width = n_mels, frames, width
         self.conv = nn.Sequential(nn.Conv1d(n_mels, width, 3, 2, 1), nn.GELU(), nn.Conv1d(width, width, 3, 2, 1))
         self.positional_embedding = nn.Parameter(torch.randn(math.ceil(math.ceil(frames / 2) / 2), width) * 0.02)
@@ -58,6 +59,11 @@ class ImageEncoder(nn.Module):
 
     def __init__(self, width: int = 64, num_classes: int = 24, channels: tuple[int, int] = (16, 32)):
         super().__init__()
+        if not isinstance(channels, (tuple, list)) or len(channels) != 2:
+            raise TypeError(f"channels: expected two sizes (c1, c2), got {describe(channels)}")
+        check_sizes(width=width, num_classes=num_classes)
+        for c in channels:
+            check_number(c, "channels", integer=True, low=1)
         c1, c2 = channels
         block = lambda cin, cout: [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU()]  # noqa: E731
         self.net = nn.Sequential(*block(3, c1), nn.MaxPool2d(2), *block(c1, c2), nn.MaxPool2d(2), *block(c2, width),
@@ -83,11 +89,14 @@ class TwoStreamClassifier(nn.Module):
     def __init__(self, n_mels: int, frames: int, num_classes: int = 24, width: int = 64):
         super().__init__()
         check_number(num_classes, "num_classes", integer=True, low=2)
+        check_sizes(n_mels=n_mels, frames=frames, width=width)
         self.image = ImageEncoder(width, num_classes)
         self.sound = SoundEncoder(n_mels, frames, width, num_classes)
 
     def stream_logits(self, image: Tensor, sound: Tensor) -> dict[str, Tensor]:
         """{"image": (B, C), "sound": (B, C)}: each stream's share of the fused logits."""
+        check_tensor(image, "image", ndim=4, dtype="float")
+        check_tensor(sound, "sound", ndim=3, dtype="float")
         if len(image) != len(sound):
             raise ValueError(f"image and sound must be the same B examples, got {len(image)} and {len(sound)}")
         return {"image": self.image.classify(image), "sound": self.sound.classify(sound)}
@@ -100,6 +109,7 @@ class TwoStreamClassifier(nn.Module):
         """One encoder's features (B, width) of its input: what a linear probe reads."""
         if stream not in self.STREAMS:
             raise ValueError(f"stream: expected one of {self.STREAMS}, got {stream!r}")
+        check_tensor(x, "x", ndim=4 if stream == "image" else 3, dtype="float")
         return self.image(x) if stream == "image" else self.sound(x).mean(1)
 
 
@@ -115,7 +125,13 @@ class FusionClassifier(nn.Module):
         if method not in METHODS:
             raise ValueError(f"method: expected one of {METHODS}, got {method!r}")
         check_number(num_classes, "num_classes", integer=True, low=2)
+        check_sizes(width=width, heads=heads)
         check_number(modality_dropout, "modality_dropout", low=0, high=1)
+        for name, shape in (("image_shape", image_shape), ("sound_shape", sound_shape)):
+            if not isinstance(shape, (tuple, list)) or not shape:
+                raise TypeError(f"{name}: expected a per-example shape such as (tokens, width), got {describe(shape)}")
+            for size in shape:
+                check_number(size, name, integer=True, low=1)
         self.method, self.p_drop = method, modality_dropout
         self.shapes = tuple(image_shape), tuple(sound_shape)
         da, db = image_shape[-1], sound_shape[-1]
@@ -158,10 +174,12 @@ class FusionClassifier(nn.Module):
         """Check both inputs; a None becomes zeros of the trained shape (late fusion keeps the None)."""
         if image is None and sound is None:
             raise ValueError("FusionClassifier: both modalities are None; give at least one")
-        given = image if image is not None else sound
+        B = "B"
         for x, name, shape in ((image, "image", self.shapes[0]), (sound, "sound", self.shapes[1])):
             if x is not None:
-                check_tensor(x, name, shape=(given.shape[0], *shape), dtype="float")
+                check_tensor(x, name, shape=(B, *shape), dtype="float")
+                B = x.shape[0]
+        given = image if image is not None else sound
         if self.method == "late":
             return image, sound
         zeros = lambda shape: given.new_zeros(given.shape[0], *shape)  # noqa: E731

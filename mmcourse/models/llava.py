@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from mmcourse.losses.lm import lm_loss
 from mmcourse.nn import GenerateOutput, TextDecoder, VisionTransformer
-from mmcourse.utils import check_tensor
+from mmcourse.utils import check_number, check_sizes, check_tensor
 
 __all__ = ["PROJECTORS", "build_projector", "Spliced", "splice", "LLaVAOutput", "LLaVA"]
 
@@ -30,11 +30,12 @@ PROJECTORS = ("linear", "mlp2x_gelu")
 
 def build_projector(kind: str, vision_width: int, width: int) -> nn.Module:
     """LLaVA's projector ("linear") or LLaVA-1.5's ("mlp2x_gelu": Linear, GELU, Linear), vision_width -> width."""
+    check_sizes(vision_width=vision_width, width=width)
     if kind == "linear":
         return nn.Linear(vision_width, width)
     if kind == "mlp2x_gelu":
         return nn.Sequential(nn.Linear(vision_width, width), nn.GELU(), nn.Linear(width, width))
-    raise ValueError(f"projector: expected one of {PROJECTORS}, got {kind!r}")
+    raise ValueError(f"projector: expected one of {PROJECTORS}, got kind={kind!r}")
 
 
 class Spliced(NamedTuple):
@@ -58,6 +59,8 @@ def splice(ids: Tensor, image_embeds: Tensor, embed: Callable[[Tensor], Tensor],
     check_tensor(image_embeds, "image_embeds", shape=("I", "N", None), dtype="float")
     if labels is not None:
         check_tensor(labels, "labels", shape=tuple(ids.shape), dtype="int")
+    check_number(image_token_index, "image_token_index", integer=True)
+    check_number(pad_id, "pad_id", integer=True, low=0)
     B, L = ids.shape
     n_images, N, D = image_embeds.shape
     is_image = ids == image_token_index
@@ -66,8 +69,8 @@ def splice(ids: Tensor, image_embeds: Tensor, embed: Callable[[Tensor], Tensor],
         raise ValueError(f"ids must be right-padded: a token follows pad_id={pad_id} in some row")
     n = int(is_image.sum())
     if n != n_images:
-        raise ValueError(f"ids hold {n} image placeholders ({image_token_index}) but {n_images} images were given "
-                         f"(per row: {is_image.sum(1).tolist()}): give one image per placeholder")
+        raise ValueError(f"ids hold {n} image placeholders ({image_token_index}) but {n_images} images were given in "
+                         f"image_embeds (per row: {is_image.sum(1).tolist()}): give one image per placeholder")
     width = torch.where(is_image, N, 1)
     start = width.cumsum(1) - width  # (B, L) first output position of each token
     length = (width * real).sum(1)  # (B,) real positions per row after the splice
@@ -103,6 +106,9 @@ class LLaVA(nn.Module):
     def __init__(self, vision_tower: VisionTransformer, language_model: TextDecoder, *, image_token_index: int,
                  projector: str = "mlp2x_gelu", feature_layer: int = -2):
         super().__init__()
+        check_number(image_token_index, "image_token_index", integer=True)
+        check_number(feature_layer, "feature_layer", integer=True, low=-len(vision_tower.transformer.resblocks),
+                     high=len(vision_tower.transformer.resblocks))
         if 0 <= image_token_index < language_model.vocab_size:
             raise ValueError(f"image_token_index must be outside the vocabulary [0, {language_model.vocab_size}), "
                              f"got {image_token_index}")

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from mmcourse.nn import QuantizerOutput, Transformer, VectorQuantizer
-from mmcourse.utils import check_number, check_tensor
+from mmcourse.utils import check_number, check_sizes, check_tensor, check_token_id
 
 __all__ = ["VideoTokenizer", "VideoBERT"]
 
@@ -31,6 +31,7 @@ class VideoTokenizer(nn.Module):
     def __init__(self, num_codes: int = 128, dim: int = 32, width: int = 64, frames_per_token: int = 1,
                  **quantizer_kw):
         super().__init__()
+        check_sizes(num_codes=num_codes, dim=dim, width=width)
         if frames_per_token not in (1, 2):
             raise ValueError(f"frames_per_token must be 1 or 2, got {frames_per_token!r}")
         self.frames_per_token = f = frames_per_token
@@ -87,8 +88,8 @@ class VideoBERT(nn.Module):
                  width: int = 64, layers: int = 2, heads: int = 4, dropout: float = 0.0):
         super().__init__()
         check_number(num_codes, "num_codes", integer=True, low=2)
-        if not 0 <= text_mask_id < vocab_size:
-            raise ValueError(f"text_mask_id must be a token id in [0, {vocab_size}), got {text_mask_id}")
+        check_sizes(video_length=video_length, vocab_size=vocab_size, text_length=text_length)
+        check_token_id(text_mask_id, "text_mask_id", vocab_size)
         self.num_codes, self.video_length, self.vocab_size = num_codes, video_length, vocab_size
         self.text_length, self.video_mask_id, self.text_mask_id = text_length, num_codes, text_mask_id
         self.video_embedding = nn.Embedding(num_codes + 1, width)
@@ -126,6 +127,9 @@ class VideoBERT(nn.Module):
         """Caption clips from their video tokens: start from `length` text mask tokens (default text_length) and
         fill them in `rounds` rounds, each time keeping the most confident predictions of the still-masked
         positions (mask-predict). codes (B, Nv) -> ids (B, length)."""
+        check_tensor(codes, "codes", shape=("B", self.video_length), dtype="int")
+        if not len(codes):
+            raise ValueError("codes: expected the tokens of at least one clip, got an empty batch")
         length = self.text_length if length is None else length
         check_number(length, "length", integer=True, low=1, high=self.text_length)
         check_number(rounds, "rounds", integer=True, low=1, high=length)

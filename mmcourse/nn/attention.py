@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mmcourse.utils import check_tensor
+from mmcourse.utils import check_number, check_sizes, check_tensor
 
 __all__ = ["scaled_dot_product_attention", "fast_attention", "merge_masks", "MultiheadAttention", "KVCache"]
 
@@ -47,7 +47,7 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask: Ten
     Returns out (B, H, Lq, dv), or (out, weights (B, H, Lq, Lk)) when `return_weights`.
     The weights are returned before attention dropout (what you want to look at).
     """
-    _check_qkv(q, k, v)
+    _check_qkv(q, k, v, dropout_p)
     mask, empty = _prepare_mask(attn_mask, key_padding_mask, is_causal, q, k)
     scores = (q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5
     if mask is not None:
@@ -62,7 +62,7 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask: Ten
 def fast_attention(q: Tensor, k: Tensor, v: Tensor, attn_mask: Tensor | None = None, is_causal: bool = False,
                    key_padding_mask: Tensor | None = None, dropout_p: float = 0.0) -> Tensor:
     """The same result as `scaled_dot_product_attention` through torch's fused kernel (no weights)."""
-    _check_qkv(q, k, v)
+    _check_qkv(q, k, v, dropout_p)
     if attn_mask is None and key_padding_mask is None:
         return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=is_causal)
     mask, empty = _prepare_mask(attn_mask, key_padding_mask, is_causal, q, k)
@@ -110,6 +110,10 @@ class MultiheadAttention(nn.Module):
     def __init__(self, dim: int, n_heads: int, kv_dim: int | None = None, bias: bool = True,
                  dropout: float = 0.0):
         super().__init__()
+        check_sizes(dim=dim, n_heads=n_heads)
+        if kv_dim is not None:
+            check_sizes(kv_dim=kv_dim)
+        check_number(dropout, "dropout", low=0, high=1)
         if dim % n_heads:
             raise ValueError(f"dim must be divisible by n_heads: got dim={dim}, n_heads={n_heads}")
         self.dim, self.n_heads, self.kv_dim, self.dropout = dim, n_heads, kv_dim, dropout
@@ -183,11 +187,12 @@ def _prepare_mask(attn_mask, key_padding_mask, is_causal, q, k):
     return mask.masked_fill(empty, 0.0), empty
 
 
-def _check_qkv(q: Tensor, k: Tensor, v: Tensor) -> None:
+def _check_qkv(q: Tensor, k: Tensor, v: Tensor, dropout_p: float) -> None:
     check_tensor(q, "q", shape=("B", "H", "Lq", "d"), dtype="float")
     B, H, _, d = q.shape
     check_tensor(k, "k", shape=(B, H, "Lk", d), dtype=q.dtype)
     check_tensor(v, "v", shape=(B, H, k.shape[2], "dv"), dtype=q.dtype)
+    check_number(dropout_p, "dropout_p", low=0, high=1)
 
 
 def _check_broadcastable(mask: Tensor, name: str, target: tuple[int, ...]) -> None:
@@ -195,6 +200,6 @@ def _check_broadcastable(mask: Tensor, name: str, target: tuple[int, ...]) -> No
     if mask.is_complex() or not (mask.dtype == torch.bool or mask.is_floating_point()):
         raise TypeError(f"{name}: expected a bool or float tensor, got dtype {mask.dtype}")
     trailing = target[len(target) - mask.ndim:]
-    if mask.ndim > len(target) or any(m not in (1, t) for m, t in zip(mask.shape, trailing, strict=True)):
+    if not 2 <= mask.ndim <= len(target) or any(m not in (1, t) for m, t in zip(mask.shape, trailing, strict=True)):
         raise ValueError(f"{name}: expected a shape broadcastable to (B, H, Lq, Lk) = {target}, "
                          f"got {tuple(mask.shape)}")

@@ -20,8 +20,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmcourse.nn.attention import KVCache
-from mmcourse.nn.transformer import Transformer
-from mmcourse.utils import check_tensor
+from mmcourse.nn.transformer import Transformer, check_heads
+from mmcourse.utils import check_number, check_sizes, check_tensor, check_token_id
 
 __all__ = ["TextDecoder", "GenerateOutput"]
 
@@ -44,9 +44,13 @@ class TextDecoder(nn.Module):
                  eot_id: int, pad_id: int, sot_id: int | None = None, memory_dim: int | None = None,
                  mlp_ratio: float = 4.0, act: str = "gelu", dropout: float = 0.0, tie_embeddings: bool = True):
         super().__init__()
+        check_sizes(vocab_size=vocab_size, context_length=context_length)
+        if memory_dim is not None:
+            check_sizes(memory_dim=memory_dim)
+        check_heads(width, heads)
         for name, token in (("eot_id", eot_id), ("pad_id", pad_id), ("sot_id", sot_id)):
-            if token is not None and not 0 <= token < vocab_size:
-                raise ValueError(f"{name} must be a token id in [0, {vocab_size}), got {token}")
+            if token is not None or name != "sot_id":
+                check_token_id(token, name, vocab_size)
         self.vocab_size, self.context_length, self.width = vocab_size, context_length, width
         self.memory_dim, self.eot_id, self.pad_id, self.sot_id = memory_dim, eot_id, pad_id, sot_id
         self.token_embedding = nn.Embedding(vocab_size, width)
@@ -104,7 +108,7 @@ class TextDecoder(nn.Module):
         whose probability reaches top_p (Holtzman et al. 2020). num_beams > 1: beam search on
         log p / length^length_penalty (0: the sequence's log-probability itself).
         """
-        _check_search(max_new_tokens, temperature, top_k, top_p, num_beams, do_sample)
+        _check_search(max_new_tokens, temperature, top_k, top_p, num_beams, length_penalty, do_sample)
         prefix = self._start(ids, embeds, lengths, memory, memory_padding_mask, max_new_tokens, use_cache)
         if num_beams > 1:
             return self._beam_search(prefix, num_beams, max_new_tokens, length_penalty)
@@ -160,7 +164,9 @@ class TextDecoder(nn.Module):
                 raise ValueError("generate needs a prompt (ids or embeds), or a decoder built with sot_id=...")
             ids = torch.full((1 if memory is None else len(memory), 1), self.sot_id,
                              device=self.positional_embedding.device)
-        x, _ = self._inputs(ids, embeds)
+        x, name = self._inputs(ids, embeds)
+        if len(x) == 0:
+            raise ValueError(f"{name}: an empty batch, no prompt to continue")
         if x.shape[1] > self.context_length:
             raise ValueError(f"prompt: {x.shape[1]} tokens exceed context_length={self.context_length}")
         x, pad = (x, None) if lengths is None else self._left_align(x, lengths)
@@ -255,7 +261,11 @@ def _sample(logits: Tensor, temperature: float, top_k: int | None, top_p: float,
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
-def _check_search(max_new_tokens, temperature, top_k, top_p, num_beams, do_sample) -> None:
+def _check_search(max_new_tokens, temperature, top_k, top_p, num_beams, length_penalty, do_sample) -> None:
+    for name, value in (("max_new_tokens", max_new_tokens), ("num_beams", num_beams), ("top_k", top_k or 1)):
+        check_number(value, name, integer=True)
+    for name, value in (("temperature", temperature), ("top_p", top_p), ("length_penalty", length_penalty)):
+        check_number(value, name)
     checks = [("max_new_tokens", max_new_tokens, max_new_tokens >= 1, ">= 1"),
               ("temperature", temperature, temperature > 0, "> 0"),
               ("top_k", top_k, top_k is None or top_k >= 1, ">= 1 (or None)"),

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from mmcourse.nn.transformer import MLP, Transformer
-from mmcourse.utils import check_number, check_tensor
+from mmcourse.utils import check_number, check_sizes, check_tensor, describe
 
 __all__ = ["check_pair", "EarlyFusion", "LateFusion", "ConcatFusion", "TensorFusion", "CrossAttentionFusion",
            "MultimodalTransformerFusion", "modality_dropout"]
@@ -40,13 +40,18 @@ class EarlyFusion(nn.Module):
 
     def __init__(self, in_a: int, in_b: int, width: int, hidden: int = 256):
         super().__init__()
+        check_sizes(in_a=in_a, in_b=in_b, width=width, hidden=hidden)
         self.in_a, self.in_b = in_a, in_b
         self.mlp = nn.Sequential(nn.Linear(in_a + in_b, hidden), nn.GELU(), nn.Linear(hidden, width))
 
     def forward(self, a: Tensor, b: Tensor) -> Tensor:
+        check_tensor(a, "a", dtype="float")
+        check_tensor(b, "b", dtype="float")
+        if a.ndim == 0 or b.ndim == 0 or len(a) != len(b):
+            raise ValueError(f"a and b: expected (B, ...) inputs of one batch, got {tuple(a.shape)}, {tuple(b.shape)}")
         x = torch.cat([a.flatten(1), b.flatten(1)], 1)
         if x.shape[1] != self.in_a + self.in_b:
-            raise ValueError(f"early fusion: expected {self.in_a} + {self.in_b} input features per example, got "
+            raise ValueError(f"a and b: expected {self.in_a} + {self.in_b} input features per example, got "
                              f"{a[0].numel()} + {b[0].numel()} (shapes {tuple(a.shape)}, {tuple(b.shape)})")
         return self.mlp(x)
 
@@ -59,14 +64,15 @@ class LateFusion(nn.Module):
 
     def __init__(self, n_modalities: int = 2):
         super().__init__()
+        check_sizes(n_modalities=n_modalities)
         self.scores = nn.Parameter(torch.zeros(n_modalities))
 
     def forward(self, logits: list[Tensor | None]) -> Tensor:
-        if len(logits) != len(self.scores):
-            raise ValueError(f"late fusion: expected {len(self.scores)} logit tensors, got {len(logits)}")
+        if not isinstance(logits, (list, tuple)) or len(logits) != len(self.scores):
+            raise ValueError(f"logits: expected {len(self.scores)} logit tensors (a list), got {describe(logits)}")
         present = [i for i, z in enumerate(logits) if z is not None]
         if not present:
-            raise ValueError("late fusion: every modality is missing (all None)")
+            raise ValueError("logits: every modality is missing (all None)")
         w = self.scores[present].softmax(0)
         return sum(w_m * logits[i] for w_m, i in zip(w, present, strict=True))
 
@@ -76,6 +82,7 @@ class ConcatFusion(nn.Module):
 
     def __init__(self, dim_a: int, dim_b: int, width: int):
         super().__init__()
+        check_sizes(dim_a=dim_a, dim_b=dim_b, width=width)
         self.dims = dim_a, dim_b
         self.ln = nn.LayerNorm(dim_a + dim_b)
         self.proj = nn.Linear(dim_a + dim_b, width)
@@ -94,6 +101,7 @@ class TensorFusion(nn.Module):
 
     def __init__(self, dim_a: int, dim_b: int, width: int, rank: int = 16):
         super().__init__()
+        check_sizes(dim_a=dim_a, dim_b=dim_b, width=width, rank=rank)
         self.dims = dim_a, dim_b
         self.proj_a, self.proj_b = nn.Linear(dim_a, rank), nn.Linear(dim_b, rank)
         self.mlp = nn.Sequential(nn.Linear((rank + 1) ** 2, width), nn.GELU(), nn.Linear(width, width))
@@ -113,6 +121,7 @@ class CrossAttentionFusion(nn.Module):
 
     def __init__(self, dim_a: int, dim_b: int, width: int, heads: int = 4, layers: int = 1):
         super().__init__()
+        check_sizes(dim_a=dim_a, dim_b=dim_b, width=width)
         self.dims = dim_a, dim_b
         self.proj = nn.Linear(dim_a, width)
         self.blocks = Transformer(width, layers, heads, cross_dim=dim_b)
@@ -132,6 +141,7 @@ class MultimodalTransformerFusion(nn.Module):
 
     def __init__(self, dim_a: int, dim_b: int, width: int, heads: int = 4, layers: int = 1):
         super().__init__()
+        check_sizes(dim_a=dim_a, dim_b=dim_b, width=width)
         self.dims = dim_a, dim_b
         self.proj_a, self.proj_b = nn.Linear(dim_a, width), nn.Linear(dim_b, width)
         self.modality_embed = nn.Embedding(2, width)
@@ -152,7 +162,9 @@ def modality_dropout(a: Tensor, b: Tensor, p: float, generator: torch.Generator 
 
     a (B, ...), b (B, ...) -> new tensors of the same shapes (the inputs are not modified)."""
     check_number(p, "p", low=0, high=1)
-    if a.shape[0] != b.shape[0]:
+    check_tensor(a, "a")
+    check_tensor(b, "b")
+    if a.ndim == 0 or b.ndim == 0 or a.shape[0] != b.shape[0]:
         raise ValueError(f"modality_dropout: a and b must have the same batch size, got {a.shape[0]} and {b.shape[0]}")
     u = torch.rand(2, a.shape[0], generator=generator).to(a.device)
     drop = u[0] < p

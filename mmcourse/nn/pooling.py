@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from mmcourse.utils import check_tensor
+from mmcourse.utils import check_number, check_tensor
 
 __all__ = ["eot_positions", "pool_eot"]
 
@@ -19,6 +19,7 @@ __all__ = ["eot_positions", "pool_eot"]
 def eot_positions(ids: Tensor, eot_id: int) -> Tensor:
     """ids (B, L) -> (B,) index of the first `eot_id` in each row. A row without one is a ValueError."""
     check_tensor(ids, "ids", ndim=2, dtype="int")
+    check_number(eot_id, "eot_id", integer=True, low=0)
     is_eot = ids == eot_id
     missing = (~is_eot.any(1)).nonzero()[:, 0].tolist()
     if missing:

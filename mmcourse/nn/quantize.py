@@ -41,9 +41,9 @@ class QuantizerOutput(NamedTuple):
 def perplexity(codes: Tensor, num_codes: int) -> Tensor:
     """exp(−Σ p_k log p_k) of the code frequencies p in `codes` (any shape): 1 if one code, K if all equally."""
     check_number(num_codes, "num_codes", integer=True, low=1)
+    _check_codes(codes, num_codes)
     if codes.numel() == 0:
         raise ValueError("codes: expected at least one code, got an empty tensor")
-    _check_codes(codes, num_codes)
     p = torch.bincount(codes.flatten(), minlength=num_codes).float() / codes.numel()
     return torch.exp(-(p * torch.log(p.clamp(min=1e-12))).sum())
 

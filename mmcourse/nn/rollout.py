@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from mmcourse.utils import check_tensor
+from mmcourse.utils import check_tensor, describe
 
 __all__ = ["attention_rollout"]
 
@@ -18,6 +18,8 @@ def attention_rollout(attn_list: Sequence[Tensor]) -> Tensor:
     Each layer: average the heads, add the identity (the residual connection), renormalise the rows;
     then multiply through the layers, R = Â_last ... Â_1. Row 0 of R, columns 1:, is the CLS token's map.
     """
+    if not isinstance(attn_list, (list, tuple)):
+        raise TypeError(f"attn_list: expected a list of per-layer weights (B, H, L, L), got {describe(attn_list)}")
     if len(attn_list) == 0:
         raise ValueError("attn_list: expected at least one layer of attention weights, got none")
     first = attn_list[0]

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from mmcourse.nn.attention import KVCache, MultiheadAttention
-from mmcourse.utils import check_number, check_tensor
+from mmcourse.utils import check_number, check_sizes, check_tensor
 
 __all__ = ["QuickGELU", "MLP", "ResidualAttentionBlock", "Transformer", "TransformerOutput"]
 
@@ -36,15 +36,28 @@ class MLP(nn.Module):
 
     def __init__(self, width: int, mlp_ratio: float = 4.0, act: str = "gelu"):
         super().__init__()
+        check_sizes(width=width)
+        check_number(mlp_ratio, "mlp_ratio", low=0, low_open=True)
         if act not in ACTIVATIONS:
             raise ValueError(f"act: expected one of {sorted(ACTIVATIONS)}, got {act!r}")
+        self.width = width
         hidden = int(width * mlp_ratio)
         self.c_fc = nn.Linear(width, hidden)
         self.act = ACTIVATIONS[act]()
         self.c_proj = nn.Linear(hidden, width)
 
     def forward(self, x: Tensor) -> Tensor:
+        check_tensor(x, "x", dtype="float")
+        if x.ndim == 0 or x.shape[-1] != self.width:
+            raise ValueError(f"x: expected shape (..., {self.width}), got {tuple(x.shape)}")
         return self.c_proj(self.act(self.c_fc(x)))
+
+
+def check_heads(width: int, heads: int) -> None:
+    """A clear error unless width and heads are sizes and heads divide width."""
+    check_sizes(width=width, heads=heads)
+    if width % heads:
+        raise ValueError(f"width must be divisible by heads: got width={width}, heads={heads}")
 
 
 class ResidualAttentionBlock(nn.Module):
@@ -56,7 +69,10 @@ class ResidualAttentionBlock(nn.Module):
     def __init__(self, width: int, heads: int, mlp_ratio: float = 4.0, act: str = "gelu",
                  cross_dim: int | None = None, dropout: float = 0.0, norm_first: bool = True):
         super().__init__()
-        self.norm_first = norm_first
+        check_heads(width, heads)
+        if cross_dim is not None:
+            check_sizes(cross_dim=cross_dim)
+        self.norm_first, self.width = norm_first, width
         self.ln_1 = nn.LayerNorm(width)
         self.attn = MultiheadAttention(width, heads, dropout=dropout)
         if cross_dim is not None:
@@ -76,6 +92,7 @@ class ResidualAttentionBlock(nn.Module):
         context=None skips the cross-attention sub-layer (BLIP runs its text encoder both ways).
         With a `cache` (generation) x holds only the new positions; see `MultiheadAttention.forward`.
         """
+        check_tensor(x, "x", shape=("B", "L", self.width), dtype="float")
         if context is not None and not self.has_cross:
             raise ValueError("context given to a block without cross-attention; build it with cross_dim=...")
         a, attn_w = self.attn(self._pre(self.ln_1, x), attn_mask=attn_mask, key_padding_mask=key_padding_mask,
@@ -116,7 +133,8 @@ class Transformer(nn.Module):
     def __init__(self, width: int, layers: int, heads: int, mlp_ratio: float = 4.0, act: str = "gelu",
                  cross_dim: int | None = None, dropout: float = 0.0, norm_first: bool = True):
         super().__init__()
-        check_number(layers, "layers", integer=True, low=0)
+        check_number(layers, "layers", integer=True, low=0, high=1000)  # more than any model has: a typo
+        check_heads(width, heads)
         self.width, self.layers, self.heads = width, layers, heads
         self.resblocks = nn.ModuleList(
             ResidualAttentionBlock(width, heads, mlp_ratio, act, cross_dim, dropout, norm_first)

@@ -11,8 +11,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from mmcourse.nn.transformer import Transformer
-from mmcourse.utils import check_tensor
+from mmcourse.nn.transformer import Transformer, check_heads
+from mmcourse.utils import check_number, check_sizes, check_tensor
 
 __all__ = ["patchify", "VisionTransformer", "ViTOutput"]
 
@@ -23,11 +23,12 @@ def patchify(images: Tensor, patch_size: int) -> Tensor:
     So conv1(images) == patchify(images, p) @ conv1.weight.flatten(1).T: a patch embedding is a Linear.
     """
     check_tensor(images, "images", shape=("B", "C", "H", "W"))
+    check_sizes(patch_size=patch_size)
     B, C, H, W = images.shape
     if H % patch_size or W % patch_size:
         raise ValueError(f"images: H and W must be multiples of patch_size={patch_size}, got {H}x{W}")
     x = images.reshape(B, C, H // patch_size, patch_size, W // patch_size, patch_size)
-    return x.permute(0, 2, 4, 1, 3, 5).reshape(B, (H // patch_size) * (W // patch_size), -1)
+    return x.permute(0, 2, 4, 1, 3, 5).reshape(B, (H // patch_size) * (W // patch_size), C * patch_size**2)
 
 
 class ViTOutput(NamedTuple):
@@ -52,10 +53,12 @@ class VisionTransformer(nn.Module):
                  heads: int = 4, mlp_ratio: float = 4.0, output_dim: int | None = None, act: str = "gelu",
                  conv_stem: bool = False, in_channels: int = 3, dropout: float = 0.0):
         super().__init__()
+        check_sizes(image_size=image_size, patch_size=patch_size, in_channels=in_channels)
+        if output_dim is not None:
+            check_sizes(output_dim=output_dim)
+        check_heads(width, heads)
         if image_size % patch_size:
             raise ValueError(f"image_size must be divisible by patch_size: got {image_size} and {patch_size}")
-        if width % heads:
-            raise ValueError(f"width must be divisible by heads: got width={width}, heads={heads}")
         if conv_stem and patch_size != 4:
             raise ValueError(f"conv_stem downsamples by 4, so patch_size must be 4, got {patch_size}")
         self.image_size, self.patch_size, self.in_channels = image_size, patch_size, in_channels
@@ -101,6 +104,7 @@ class VisionTransformer(nn.Module):
 
         layer=-2 (penultimate) is what LLaVA feeds its projector; layer=-1 is the last block.
         """
+        check_number(layer, "layer", integer=True)
         hidden = self.transformer(self.embed(images), return_hidden=True).hidden_states
         if not -len(hidden) < layer < len(hidden):
             raise IndexError(f"layer must be in [-{len(hidden) - 1}, {len(hidden) - 1}], got {layer}")

@@ -32,11 +32,12 @@ from mmcourse.data import (
     render,
     sample_scenes,
 )
+from mmcourse.data.text import check_strings
 from mmcourse.metrics.retrieval import recall_at_k
 from mmcourse.models.blip import BLIP, OBJECTIVES, BLIPConfig
 from mmcourse.nn import VisionTransformer
 from mmcourse.train import History, fit
-from mmcourse.utils import check_tensor, get_device, make_generator, python_rng, seed_everything
+from mmcourse.utils import check_tensor, describe, get_device, make_generator, python_rng, seed_everything
 
 __all__ = ["VERSION", "TRAIN_IMAGES", "BATCH_SIZE", "STEPS", "CONTEXT_LENGTH", "HYPER", "OBJECTIVES",
            "tokenizer", "encode", "build", "image_tokens", "Pairs", "WebData", "web_data", "same_description", "train",
@@ -63,7 +64,7 @@ def tokenizer() -> Tokenizer:
 
 def encode(texts: Sequence[str], tok: Tokenizer | None = None) -> Tensor:
     """Captions -> ids (N, L), padded to the longest and cut at CONTEXT_LENGTH (keeping the final <eot>)."""
-    ids = (tok or tokenizer())(list(texts))
+    ids = (tok or tokenizer())(check_strings(texts, "texts"))
     return ids if ids.shape[1] <= CONTEXT_LENGTH else (tok or tokenizer())(list(texts), CONTEXT_LENGTH)
 
 
@@ -137,6 +138,8 @@ def same_description(texts: Sequence[str]) -> Tensor:
 
     Caption j is then as good a description of image i as caption i is: not a negative. It is read from the
     captions alone, as BLIP reads duplicates from image ids, never from the images' true content."""
+    if not check_strings(texts, "texts"):
+        raise ValueError("texts: an empty list, no caption to compare")
     parsed = [parse_caption(t) for t in texts]
     loose = [sorted((o["colour"], o["shape"]) for o in p) for p in parsed]
     full = [sorted((o["colour"], o["shape"], o["size"] or "") for o in p) for p in parsed]
@@ -242,8 +245,10 @@ def captions(model: BLIP, tokens: Tensor, batch_size: int = 500, **generate_kw) 
 
 def caption_accuracy(texts: Sequence[str], objects: Sequence[list[dict]]) -> float:
     """Fraction of captions that are fully correct: every object named once, colour, shape and size right."""
-    if len(texts) != len(objects):
-        raise ValueError(f"got {len(texts)} captions for {len(objects)} scenes")
+    check_strings(texts, "texts")
+    if not isinstance(objects, (list, tuple)) or len(texts) != len(objects) or not texts:
+        raise ValueError(f"texts and objects: expected one caption per scene, got {len(texts)} captions for "
+                         f"{describe(objects)}")
     return sum(caption_is_correct(t, o) for t, o in zip(texts, objects, strict=True)) / len(texts)
 
 

@@ -29,6 +29,7 @@ from mmcourse.data import (
     render,
     sample_scenes,
 )
+from mmcourse.data.world import check_scenes
 from mmcourse.models.fusion import FusionClassifier, SoundEncoder
 from mmcourse.nn import VisionTransformer
 from mmcourse.recipes.llava_tiny import patch_features
@@ -92,6 +93,7 @@ def check_task(task: str) -> None:
 def from_scenes(task: str, scenes: Scenes, sounding: Tensor, seed: int = 0) -> TaskData:
     """The examples of `task` for given scenes, object `sounding[i]` of scene i making the sound."""
     check_task(task)
+    check_scenes(scenes)
     check_tensor(sounding, "sounding", shape=(len(scenes),), dtype="int")
     rows = torch.arange(len(scenes))
     K = scenes.shape.shape[1]

@@ -36,6 +36,7 @@ from mmcourse.data.chat import (
     qa_turns,
     tokenize_conversation,
 )
+from mmcourse.data.text import check_rng, check_strings
 from mmcourse.metrics.vqa import vqa_accuracy
 from mmcourse.models.llava import LLaVA
 from mmcourse.nn import TextDecoder, VisionTransformer
@@ -71,7 +72,7 @@ def conversation(objects: list[dict], rng: random.Random, kind: str) -> list[tup
     if kind == "caption":
         return [("user", "<image> " + rng.choice(DESCRIBE)), ("assistant", caption(objects, rng, p_drop_size=0.0))]
     if kind == "qa":
-        return qa_turns(objects, rng, rng.randint(*QUESTIONS), p_describe=0.1)
+        return qa_turns(objects, rng, check_rng(rng).randint(*QUESTIONS), p_describe=0.1)
     raise ValueError(f"kind: expected one of {KINDS}, got {kind!r}")
 
 
@@ -151,6 +152,8 @@ def vqa_sets(visual: VisionTransformer, n: int = 500, seed: int = 1000) -> dict[
 def prompts(questions: Sequence[str], image: bool = True) -> tuple[Tensor, Tensor]:
     """Generation prompts ids (B, L) right-padded, and their lengths (B,): a first user turn per question
     ("<image> question", or the question alone), ending with <assistant>."""
+    if not check_strings(questions, "questions"):
+        raise ValueError("questions: an empty list, no prompt to make")
     tok = chat_tokenizer()
     rows = [tokenize_conversation([("user", ("<image> " if image else "") + q)], tok, generation_prompt=True)
             for q in questions]

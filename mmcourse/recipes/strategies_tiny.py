@@ -175,6 +175,8 @@ def long_tailed(labels: Tensor, imbalance: float = 50.0, seed: int = 0) -> Tenso
     items, so the rarest class has `imbalance` times fewer than the most common."""
     check_tensor(labels, "labels", shape=("N",), dtype="int")
     check_number(imbalance, "imbalance", low=1)
+    if len(labels) == 0:
+        raise ValueError("labels: empty, there is nothing to subsample")
     classes = int(labels.max()) + 1
     g = make_generator(seed, "long-tail")
     keep = []

@@ -23,7 +23,7 @@ from mmcourse.data.chat import Tokenized, chat_tokenizer, pad_conversations, qa_
 from mmcourse.losses.lm import lm_loss
 from mmcourse.nn import TextDecoder
 from mmcourse.train import History, fit
-from mmcourse.utils import get_device, make_generator, python_rng, seed_everything
+from mmcourse.utils import check_sizes, describe, get_device, make_generator, python_rng, seed_everything
 
 __all__ = ["VERSION", "CONTEXT_LENGTH", "STEPS", "BATCH_SIZE", "HYPER", "tokenizer", "build", "corpus", "batches",
            "train", "perplexity"]
@@ -71,6 +71,9 @@ def corpus(n: int = TEXTS, seed: int = 0) -> list[Tokenized]:
 
 def batches(docs: Sequence[Tokenized], batch_size: int = BATCH_SIZE, seed: int = 0):
     """step -> {"ids", "labels"} (B, L): epochs of shuffled documents, the last partial batch dropped."""
+    if not isinstance(docs, (list, tuple)) or not docs or not all(isinstance(d, Tokenized) for d in docs):
+        raise TypeError(f"docs: expected a non-empty list of Tokenized documents, got {describe(docs)}")
+    check_sizes(batch_size=batch_size)
     per_epoch = len(docs) // batch_size
     if per_epoch < 1:
         raise ValueError(f"batch_size must be at most the number of documents ({len(docs)}), got {batch_size}")

@@ -14,6 +14,8 @@ def to_hwc(image: Tensor, rgb: bool = False) -> np.ndarray:
     Values a little outside [0, 1] (pixel noise) are clipped; far outside (normalised inputs), min-max scaled.
     """
     check_tensor(image, "image", shape=("C", "H", "W"))
+    if image.shape[0] not in (1, 3) or image.numel() == 0:
+        raise ValueError(f"image: expected (C, H, W) with 1 or 3 channels, got shape {tuple(image.shape)}")
     img = image.detach().float().cpu()
     if img.min() < -0.1 or img.max() > 1.1:
         img = (img - img.min()) / (img.max() - img.min()).clamp_min(1e-8)

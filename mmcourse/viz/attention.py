@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from mmcourse.nn.rollout import attention_rollout
-from mmcourse.utils import check_tensor
+from mmcourse.utils import check_number, check_sizes, check_tensor, describe
 from mmcourse.viz._common import to_hwc
 
 __all__ = ["cls_attention_grid", "plot_attention_maps", "plot_attention_rollout", "plot_word_attention",
@@ -25,10 +25,15 @@ __all__ = ["cls_attention_grid", "plot_attention_maps", "plot_attention_rollout"
 
 def cls_attention_grid(attn: Tensor, n_prefix: int = 1, query: int = 0) -> Tensor:
     """(..., Lq, 1 + N) attention -> query `query`'s (default CLS) weights on the patches as a (..., g, g) grid."""
+    check_tensor(attn, "attn", dtype="float")
+    if attn.ndim < 2:
+        raise ValueError(f"attn: expected shape (..., Lq, Lk), got {tuple(attn.shape)}")
+    check_number(n_prefix, "n_prefix", integer=True, low=0)
+    check_number(query, "query", integer=True, low=0, high=attn.shape[-2] - 1)
     n = attn.shape[-1] - n_prefix
     g = math.isqrt(max(n, 0))
     if g * g != n or g == 0:
-        raise ValueError(f"attention: expected {n_prefix} prefix token(s) + a square number of patches, "
+        raise ValueError(f"attn: expected n_prefix={n_prefix} prefix token(s) + a square number of patches, "
                          f"got {attn.shape[-1]} tokens (shape {tuple(attn.shape)})")
     return attn[..., query, n_prefix:].unflatten(-1, (g, g))
 
@@ -42,7 +47,7 @@ def plot_attention_maps(image: Tensor, attentions: Sequence[Tensor], index: int 
     drawn on every map as a contour. style="overlay": each map min-max scaled and laid over the image (compare
     where, not how much; a colormap over coloured objects reads badly).
     """
-    maps = torch.stack([cls_attention_grid(_select(a, index, i)) for i, a in enumerate(attentions)])
+    maps = torch.stack([cls_attention_grid(_select(a, index, i)) for i, a in enumerate(_layers(attentions))])
     maps = torch.cat([maps, maps.mean(1, keepdim=True)], dim=1)  # (layers, heads + 1, g, g)
     rows, cols = maps.shape[:2]
     img = to_hwc(image, rgb=True)
@@ -71,8 +76,10 @@ def plot_word_attention(image: Tensor, cross_attentions: Sequence[Tensor], posit
 
     `cross_attentions`: per layer (B, heads, L, 1 + N) text-to-image weights (image token 0 the CLS, left out
     of the maps, whose scale is therefore the weight on patches); `BLIP.encode_text(..., return_attn=True)`."""
-    maps = torch.stack([cls_attention_grid(_select(a, index, i, square=False), query=position)
-                        for i, a in enumerate(cross_attentions)])
+    layers = [_select(a, index, i, square=False, name="cross_attentions") for i, a in
+              enumerate(_layers(cross_attentions, "cross_attentions"))]
+    check_number(position, "position", integer=True, low=0, high=layers[0].shape[-2] - 1)
+    maps = torch.stack([cls_attention_grid(a, query=position) for a in layers])
     maps = torch.cat([maps, maps.mean(1, keepdim=True)], dim=1)
     titles = [f"head {c}" for c in range(maps.shape[1] - 1)] + ["mean"]
     what = f"the word {word!r}" if word else f"text position {position}"
@@ -88,6 +95,11 @@ def plot_attention_beside(images: Tensor, maps: Tensor, titles: Sequence[str] | 
     check_tensor(images, "images", shape=("N", 3, None, None), dtype="float")
     check_tensor(maps, "maps", shape=(images.shape[0], None, None), dtype="float")
     n = images.shape[0]
+    check_sizes(ncols=ncols)
+    if n == 0:
+        raise ValueError("images: expected at least one image, got none")
+    if titles and (isinstance(titles, str) or len(titles) != n or not all(isinstance(t, str) for t in titles)):
+        raise ValueError(f"titles: expected one str per image ({n}), got {describe(titles)}")
     ncols = min(ncols, n)
     nrows = -(-n // ncols)
     fig, axes = plt.subplots(nrows, 2 * ncols, figsize=(3.3 * ncols, 1.9 * nrows + 0.4), squeeze=False)
@@ -139,7 +151,7 @@ def plot_attention_rollout(image: Tensor, attentions: Sequence[Tensor], index: i
     style="beside": the two maps as heatmaps with a colorbar each and the objects' outline as a contour;
     style="overlay": min-max scaled maps laid over the image.
     """
-    per_layer = [_select(a, index, i)[None] for i, a in enumerate(attentions)]
+    per_layer = [_select(a, index, i)[None] for i, a in enumerate(_layers(attentions))]
     last = cls_attention_grid(per_layer[-1][0].mean(0))
     rollout = cls_attention_grid(attention_rollout(per_layer)[0])
     titles = ("last layer (head mean)", f"rollout ({len(per_layer)} layers)")
@@ -175,10 +187,11 @@ def plot_pos_embedding_similarity(pos_embedding: Tensor, n_prefix: int = 1, cmap
     with its row and column: the model learned the 2D grid from 1D positions.
     """
     check_tensor(pos_embedding, "pos_embedding", shape=("L", "D"), dtype="float")
+    check_number(n_prefix, "n_prefix", integer=True, low=0)
     pos = torch.nn.functional.normalize(pos_embedding.detach().float().cpu()[n_prefix:], dim=-1)
     g = math.isqrt(pos.shape[0])
-    if g * g != pos.shape[0]:
-        raise ValueError(f"pos_embedding: expected {n_prefix} prefix row(s) + a square number of patches, "
+    if g == 0 or g * g != pos.shape[0]:
+        raise ValueError(f"pos_embedding: expected n_prefix={n_prefix} prefix row(s) + a square number of patches, "
                          f"got shape {tuple(pos_embedding.shape)}")
     sim = (pos @ pos.T).reshape(g, g, g, g).numpy()  # (row, col) of the query, then of the key
     mosaic = np.full((g * (g + 1) - 1, g * (g + 1) - 1), np.nan)
@@ -277,14 +290,22 @@ def text_image_explorer(images: Tensor, score: Callable[[int, str], tuple[float,
     return widgets.VBox([widgets.HBox([index, caption]), out])
 
 
-def _select(attn: Tensor, index: int, layer: int, square: bool = True) -> Tensor:
+def _layers(attentions, name: str = "attentions") -> list:
+    """The per-layer weights as a list, or a clear error unless it is a non-empty list or tuple."""
+    if not isinstance(attentions, (list, tuple)) or not attentions:
+        raise ValueError(f"{name}: expected a non-empty list of per-layer weights (B, heads, Lq, Lk), got "
+                         f"{describe(attentions)}")
+    return list(attentions)
+
+
+def _select(attn: Tensor, index: int, layer: int, square: bool = True, name: str = "attentions") -> Tensor:
     """One image's (heads, Lq, Lk) weights from layer `layer`'s (B, heads, Lq, Lk), as a float CPU tensor;
     `square`: self-attention, Lq == Lk."""
-    check_tensor(attn, f"attentions[{layer}]", shape=("B", "heads", "Lq", "Lk"), dtype="float")
+    check_tensor(attn, f"{name}[{layer}]", shape=("B", "heads", "Lq", "Lk"), dtype="float")
     if square and attn.shape[-1] != attn.shape[-2]:
-        raise ValueError(f"attentions[{layer}]: expected self-attention weights (B, heads, L, L), got "
+        raise ValueError(f"{name}[{layer}]: expected self-attention weights (B, heads, L, L), got "
                          f"{tuple(attn.shape)}")
-    if not 0 <= index < attn.shape[0]:
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < attn.shape[0]:
         raise IndexError(f"index must be in [0, {attn.shape[0] - 1}], got {index}")
     return attn[index].detach().float().cpu()
 

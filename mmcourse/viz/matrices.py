@@ -10,6 +10,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from torch import Tensor
 
+from mmcourse.utils import check_number, check_sizes, describe
+
 __all__ = ["plot_matrices", "plot_loss_split"]
 
 SCALES = {  # scale -> colour map, and whether the colour range is [0, 1], symmetric about 0, or the data's own
@@ -26,15 +28,17 @@ def plot_matrices(panels: Sequence[tuple[Tensor, str, str]], xlabel: str = "capt
     scale "prob": probabilities on a fixed 0-1 range (viridis), so panels compare; "signed": a diverging map
     symmetric about 0 (green positive, pink negative); "auto": viridis over the matrix's own range.
     """
-    if not panels:
-        raise ValueError("plot_matrices: expected at least one (matrix, title, scale) panel, got none")
+    if isinstance(panels, str) or not isinstance(panels, (list, tuple)) or not panels or \
+            not all(isinstance(p, (list, tuple)) and len(p) == 3 for p in panels):
+        raise ValueError(f"panels: expected a non-empty list of (matrix, title, scale), got {describe(panels)}")
+    check_number(size, "size", low=0, low_open=True)
     fig, axes = plt.subplots(1, len(panels), figsize=(size * 1.05 * len(panels), size), squeeze=False)
     for ax, (matrix, title, scale) in zip(axes[0], panels):
         if scale not in SCALES:
-            raise ValueError(f"plot_matrices: scale must be one of {', '.join(SCALES)}, got {scale!r}")
+            raise ValueError(f"panels: scale must be one of {', '.join(SCALES)}, got {scale!r}")
         m = torch.as_tensor(matrix).detach().float().cpu()
         if m.ndim != 2:
-            raise ValueError(f"plot_matrices: panel {title!r} must be a matrix (R, C), got shape {tuple(m.shape)}")
+            raise ValueError(f"panels: panel {title!r} must be a matrix (R, C), got shape {tuple(m.shape)}")
         cmap, kind = SCALES[scale]
         lim = max(m.abs().max().item(), 1e-12)
         vmin, vmax = {"unit": (0, 1), "symmetric": (-lim, lim), "data": (None, None)}[kind]
@@ -53,8 +57,9 @@ def plot_matrices(panels: Sequence[tuple[Tensor, str, str]], xlabel: str = "capt
 def plot_loss_split(local_batch: int = 4, world_size: int = 2) -> Figure:
     """The N × N contrastive logits (N = world_size · local_batch) as each rank computes them: the global loss (every
     rank the whole matrix) beside the local loss (rank r its local_batch rows); positives marked, labels written."""
-    if local_batch < 1 or world_size < 1:
-        raise ValueError(f"local_batch and world_size must be >= 1, got {local_batch} and {world_size}")
+    check_sizes(local_batch=local_batch, world_size=world_size)
+    if local_batch * world_size > 64:
+        raise ValueError(f"local_batch * world_size: at most 64 pairs fit the picture, got {local_batch * world_size}")
     b, W = local_batch, world_size
     N = b * W
     colours = plt.get_cmap("tab10")

@@ -8,12 +8,18 @@ import matplotlib.pyplot as plt
 import torch
 from matplotlib.figure import Figure
 
+from mmcourse.train import History
+from mmcourse.utils import check_sizes, describe
+
 __all__ = ["plot_history"]
 
 
 def plot_history(history, smooth: int = 20, metrics: Sequence[str] | None = None) -> Figure:
     """A `History`'s loss (mean over a sliding window of `smooth` steps) and its eval `metrics` (default: all of
     them), against the step."""
+    if not isinstance(history, History):
+        raise TypeError(f"history: expected a History (from fit), got {describe(history)}")
+    check_sizes(smooth=smooth)
     if not history.loss:
         raise ValueError("plot_history: the history has no steps (was it returned by fit?)")
     fig, ax = plt.subplots(figsize=(6, 3))

@@ -8,11 +8,12 @@ from __future__ import annotations
 import math
 
 import matplotlib.pyplot as plt
+import torch
 from matplotlib import animation
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from mmcourse.utils import check_tensor
+from mmcourse.utils import check_number, check_sizes, check_tensor, describe
 from mmcourse.viz._common import to_hwc
 
 __all__ = ["show_images", "plot_spectrogram", "play_audio", "show_video", "video_strip"]
@@ -23,8 +24,13 @@ def show_images(images: Tensor, captions: list[str] | None = None, ncols: int = 
     """Grid of images (N, C, H, W) in [0, 1] with optional captions (wrapped) and boxes (N, K, 4) pixels."""
     check_tensor(images, "images", ndim=4)
     n = images.shape[0]
-    if captions is not None and len(captions) != n:
-        raise ValueError(f"captions: expected {n} strings, got {len(captions)}")
+    check_sizes(ncols=ncols)
+    if n == 0:
+        raise ValueError("images: expected at least one image, got none")
+    if captions is not None and (isinstance(captions, str) or len(captions) != n):
+        raise ValueError(f"captions: expected {n} strings, got {describe(captions)}")
+    if boxes is not None:
+        check_tensor(boxes, "boxes", shape=(n, "K", 4))
     ncols = min(ncols, n)
     nrows = math.ceil(n / ncols)
     titles = [_wrap(c, 24) for c in captions] if captions is not None else [""] * n
@@ -61,6 +67,12 @@ def plot_spectrogram(spec: Tensor, sample_rate: int = 8000, hop_length: int = 80
                      timings: list[tuple[str, float, float]] | None = None, ax=None) -> Figure:
     """A (n_mels, frames) log-mel spectrogram against time; `timings` [(word, start s, end s)] names words."""
     check_tensor(spec, "spec", ndim=2)
+    check_sizes(sample_rate=sample_rate, hop_length=hop_length)
+    if spec.numel() == 0:
+        raise ValueError(f"spec: expected (n_mels, frames) values, got shape {tuple(spec.shape)}")
+    if timings is not None and (isinstance(timings, str) or
+                                not all(isinstance(t, (tuple, list)) and len(t) == 3 for t in timings)):
+        raise ValueError(f"timings: expected a list of (word, start s, end s), got {describe(timings)}")
     spec = spec.detach().float().cpu()
     fig = None
     if ax is None:
@@ -87,6 +99,9 @@ def play_audio(wave: Tensor, sample_rate: int = 8000):
     from IPython.display import Audio
 
     check_tensor(wave, "wave", ndim=1, dtype="float")
+    check_number(sample_rate, "sample_rate", integer=True, low=1, high=2**32 - 1)  # what a WAV header holds
+    if wave.numel() == 0 or not torch.isfinite(wave).all():
+        raise ValueError(f"wave: expected a non-empty waveform of finite samples, got {describe(wave)}")
     peak = max(1.0, wave.abs().max().item())
     return Audio(wave.detach().cpu().numpy() / peak, rate=sample_rate, normalize=False)
 
@@ -98,6 +113,9 @@ def video_strip(video: Tensor, caption: str | None = None, every: int = 1, size:
     Each frame is titled with its index in `video` ("frame 10"), or with `labels` (one per frame shown), e.g. the
     frame's time in seconds when the video has a frame rate."""
     check_tensor(video, "video", ndim=4)
+    check_sizes(every=every)
+    if len(video) == 0:
+        raise ValueError("video: expected at least one frame, got none")
     frames = video[::every]
     if labels is None:
         labels = [f"frame {t * every}" for t in range(len(frames))]
@@ -121,6 +139,9 @@ def show_video(video: Tensor, fps: int = 8, caption: str | None = None, size: fl
     from IPython.display import HTML
 
     check_tensor(video, "video", ndim=4)
+    check_number(fps, "fps", low=0, low_open=True)
+    if len(video) == 0:
+        raise ValueError("video: expected at least one frame, got none")
     fig, ax = plt.subplots(figsize=(size, size))
     ax.axis("off")
     if caption:
