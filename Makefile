@@ -8,9 +8,10 @@ JOBS ?= 2
 export MMCOURSE_CACHE ?= $(CURDIR)/.mmcourse-cache
 # Under the tests a headline number that misses its bar fails the run; in a learner's session it warns.
 export MMCOURSE_STRICT ?= 1
-# One thread per test process: JOBS processes share the cores without oversubscribing them.
+# One thread per test process: JOBS processes share the cores without oversubscribing them. -rs lists each skip
+# with its reason (the browser tests skip, saying why, where there is no Chromium).
 PYTEST := OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n $(JOBS) --dist loadscope --nbval-lax --nbval-current-env \
-	--durations=15
+	--durations=15 -rs
 
 .PHONY: lab test chapter lint sync execute bench results readme clean
 
