@@ -22,7 +22,7 @@ import sys
 if "google.colab" in sys.modules:
     import subprocess
 
-    url = "git+https://github.com/mmcourse/mmcourse@main"
+    url = "git+https://github.com/mmcourse/mmcourse@v0.1.0"
     pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"mmcourse @ {url}"],
                          capture_output=True, text=True)
     if pip.returncode != 0:

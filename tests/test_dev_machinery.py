@@ -212,7 +212,7 @@ def test_setup_cell_on_colab_installs_the_package_and_fails_with_a_clear_message
     monkeypatch.setattr(subprocess, "run", fake_run)
     returncode = 0
     exec(notebooks.SETUP_SOURCE, {})
-    assert calls[-1][-1] == f"mmcourse @ git+https://github.com/{notebooks.REPO}@{notebooks.BRANCH}"
+    assert calls[-1][-1] == f"mmcourse @ git+https://github.com/{notebooks.REPO}@{notebooks.REF}"
     assert not any(name in " ".join(calls[-1]) for name in ("torch", "numpy", "ipywidgets"))
     returncode = 1
     with pytest.raises(SystemExit, match="(?s)Could not install.*could not resolve github.com.*internet"):

@@ -72,3 +72,13 @@ def test_github_workflow_runs_the_readme_test_command():
     workflow = (ROOT / ".github" / "workflows" / "ci.yml").read_text()
     assert "run: make test" in workflow and '"3.10"' in workflow and '"3.12"' in workflow
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_notebooks_install_the_release_they_name():
+    """The setup cells and Colab links name the tag v<version>: one version for the package and the notebooks."""
+    from mmcourse import __version__
+    from mmcourse.dev import notebooks
+
+    assert __version__ == PROJECT["version"]
+    assert notebooks.REF == f"v{PROJECT['version']}"
+    assert f"@{notebooks.REF}\"" in notebooks.SETUP_SOURCE and f"/blob/{notebooks.REF}/" in notebooks.COLAB

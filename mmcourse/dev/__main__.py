@@ -82,7 +82,7 @@ def cmd_readme(args) -> None:
         sys.exit(f"README.md has no {README_BEGIN} … {README_END} block")
     text = COLAB_LINK.sub(notebooks.COLAB, head + readme_results_block() + tail)  # a fork's own address
     notebooks.write_atomic(readme, text)
-    print(f"README.md results table and Colab links ({notebooks.REPO}@{notebooks.BRANCH}) updated")
+    print(f"README.md results table and Colab links ({notebooks.REPO}@{notebooks.REF}) updated")
 
 
 def cmd_warm(args) -> None:
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
         p = sub.add_parser(name, help=helptext)
         p.add_argument("names", nargs="*", help="chapter prefixes, e.g. 00 01 (default: all)")
     sub.add_parser("results", help="print the results table read from the executed lecture notebooks")
-    sub.add_parser("readme", help="write that table, and the Colab links of REPO / BRANCH, into README.md")
+    sub.add_parser("readme", help="write that table, and the Colab links of REPO @ REF, into README.md")
     warm = sub.add_parser("warm", help="train zoo entries into the cache before the tests need them")
     warm.add_argument("names", nargs="+", help="zoo entries, e.g. clip-tiny")
     args = parser.parse_args(argv)

@@ -17,11 +17,13 @@ from pathlib import Path
 import jupytext
 import nbformat
 
+from mmcourse import __version__
+
 ROOT = Path(__file__).resolve().parents[2]
 PAIRED_DIRS = ("notebooks", "solutions", "exercises")
 REPO = "mmcourse/mmcourse"  # the GitHub repository (owner/name): the one place it is named
-BRANCH = "main"
-COLAB = f"https://colab.research.google.com/github/{REPO}/blob/{BRANCH}/"  # + a notebook's path
+REF = f"v{__version__}"  # the release tag: a notebook opens from, and installs, the release it was executed with
+COLAB = f"https://colab.research.google.com/github/{REPO}/blob/{REF}/"  # + a notebook's path
 
 SETUP_SOURCE = f'''# Setup: on Colab, install the course's helper package only (Colab's torch, numpy, ipywidgets stay).
 import sys
@@ -29,7 +31,7 @@ import sys
 if "google.colab" in sys.modules:
     import subprocess
 
-    url = "git+https://github.com/{REPO}@{BRANCH}"
+    url = "git+https://github.com/{REPO}@{REF}"
     pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"mmcourse @ {{url}}"],
                          capture_output=True, text=True)
     if pip.returncode != 0:
