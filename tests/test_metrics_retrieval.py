@@ -174,3 +174,10 @@ def test_bad_input_raises_clear_errors():
         image_text_retrieval(similarity, torch.tensor([0, 1, 2]))
     with pytest.raises(ValueError, match=r"image_ids: expected rows of similarity in \[0, 3\)"):
         image_text_retrieval(similarity, torch.tensor([0, 1, 2, 3]))
+
+
+def test_minus_inf_ranks_an_item_last_as_a_re_ranking_of_the_top_candidates_does():
+    """BLIP re-ranks only the top candidates and gives the others -inf: a valid ranking, not bad input."""
+    similarity = torch.tensor([[float("-inf"), 0.2, 0.9], [0.1, float("-inf"), float("-inf")]])
+    assert first_relevant_rank(similarity, torch.tensor([2, 0])).tolist() == [1, 1]
+    assert first_relevant_rank(similarity, torch.tensor([0, 0])).tolist() == [3, 1]

@@ -34,8 +34,9 @@ def hard_negative_probs(sim: Tensor, same: Tensor | None = None) -> tuple[Tensor
                          f"{tuple(sim.shape)}")
     if B < 2:
         raise ValueError(f"sim: hard negatives need a batch of at least 2 pairs, got B={B}")
-    if not torch.isfinite(sim).all():
-        raise ValueError("sim: contains NaN or inf, so no probability can be drawn from it")
+    if torch.isnan(sim).any() or torch.isposinf(sim).any():
+        raise ValueError("sim: contains NaN or +inf, so no probability can be drawn from it (-inf is allowed: "
+                         "probability 0)")
     positive = torch.eye(B, dtype=torch.bool, device=sim.device)
     if same is not None:
         check_tensor(same, "same", shape=(B, B), dtype=torch.bool)

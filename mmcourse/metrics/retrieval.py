@@ -127,8 +127,9 @@ def _relevance_mask(similarity: torch.Tensor, relevant: torch.Tensor) -> torch.T
     n_queries, n_items = similarity.shape
     if n_queries == 0 or n_items == 0:
         raise ValueError(f"similarity: expected at least one query and one item, got {(n_queries, n_items)}")
-    if not torch.isfinite(similarity).all():
-        raise ValueError("similarity: contains NaN or inf; ranks are undefined")
+    if torch.isnan(similarity).any() or torch.isposinf(similarity).any():
+        raise ValueError("similarity: contains NaN or +inf; ranks are undefined (-inf is allowed: it ranks an item "
+                         "last, as a re-ranking that scores only its top candidates does)")
     if not isinstance(relevant, torch.Tensor):
         raise TypeError(
             "relevant: expected a bool mask (N_queries, N_items) or an index tensor "
