@@ -381,6 +381,11 @@ spec("nn", "VectorQuantizer.forward", vq, z=T(lambda: torch.randn(2, 4, 3), vali
 ANY_CODES = "codes of any shape"
 spec("nn", "VectorQuantizer.lookup", vq.lookup, codes=T(lambda: torch.tensor([[0, 7], [1, 2]]), ids=8, valid={
      "ndim+1": ANY_CODES, "ndim-1": ANY_CODES, "empty": EMPTY_BATCH}))
+pq = N.ProductQuantizer(8, 4, groups=2)
+spec("nn", "ProductQuantizer", N.ProductQuantizer, num_codes=I(8), dim=I(4), groups=I(2, high=4))
+spec("nn", "ProductQuantizer.forward", pq, z=T(lambda: torch.randn(2, 4, 3), valid={"nan": NAN_OUT, "inf": NAN_OUT}))
+spec("nn", "ProductQuantizer.lookup", pq.lookup, codes=T(lambda: torch.tensor([[[0, 7], [1, 2]]]), ids=8, valid={
+     "ndim+1": ANY_CODES, "empty": EMPTY_BATCH}))
 spec("nn", "perplexity", N.perplexity, codes=T(lambda: torch.tensor([0, 1, 1, 3]), ids=4, valid={
      "ndim+1": ANY_CODES, "ndim-1": ANY_CODES}), num_codes=I(4))
 spec("nn", "attention_rollout", N.attention_rollout, attn_list=LIST([torch.rand(2, 2, 5, 5).softmax(-1)] * 2,
@@ -603,9 +608,11 @@ spec("models", "videobert.VideoTokenizer.forward", MV.VideoTokenizer(8, 4, 8),
 vbert = MV.VideoBERT(8, 4, 20, 5, 3, width=16, layers=1, heads=2)
 spec("models", "videobert.VideoBERT", MV.VideoBERT, num_codes=I(8), video_length=I(4), vocab_size=I(20),
      text_length=I(5), text_mask_id=I(3, low=0, high=19), width=I(16), layers=I(1, low=0), heads=I(2))
-spec("models", "videobert.VideoBERT.forward", vbert, codes=T(lambda: torch.tensor([[0, 1, 2, 8], [3, 4, 5, 6]]),
-     ids=9, batch=True), ids=T(ids, ids=20, batch=True))
-spec("models", "videobert.VideoBERT.fill_text", vbert.fill_text, codes=T(lambda: torch.tensor([[0, 1, 2, 3]]), ids=9),
+video_codes = lambda: torch.tensor([[0, 1, 2, 8], [3, 4, 5, 6]]).unsqueeze(-1)  # noqa: E731  (B, Nv, G = 1)
+spec("models", "videobert.VideoBERT.forward", vbert, codes=T(video_codes, ids=9, batch=True),
+     ids=T(ids, ids=20, batch=True))
+spec("models", "videobert.VideoBERT.fill_text", vbert.fill_text, codes=T(lambda: torch.tensor([[[0], [1], [2], [3]]]),
+                                                                         ids=9),
      length=I(4, high=5, valid={"None": OPTIONAL}), rounds=I(2, high=4))
 
 # train

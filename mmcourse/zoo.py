@@ -2,9 +2,10 @@
 
 Each shared model has a recipe module in `mmcourse.recipes` (its data, hyper-parameters, training, evaluation) that
 defines `VERSION`, `build()` (the untrained model, deterministic) and `train(model)` (trains it in place,
-deterministically, and may return its `History`); `RECIPES` below names them. `load(name)` returns the trained
-model from the cache (`mmcourse.cache`) when a verified copy is there, otherwise trains it now and caches the
-result. A chapter that trains a recipe's model in view (with its progress bar and curves) hands the result over
+deterministically, and may return its `History`); `RECIPES` below names them. A recipe that trains on top of another
+entry names it in `NEEDS`, and its `train(model, *needed)` receives those trained models. `load(name)` returns the
+trained model from the cache (`mmcourse.cache`) when a verified copy is there, otherwise trains it now and caches
+the result. A chapter that trains a recipe's model in view (with its progress bar and curves) hands the result over
 with `save(name, model, history)`, so that later chapters load it instead of training it again. The entry keeps
 the training's `History` (loss curve, evaluations, seconds) when there is one: `history(name)` shows the curves of
 a model trained elsewhere. Bump a recipe's VERSION whenever its model or its training changes: entries are stored
@@ -31,6 +32,8 @@ __all__ = ["RECIPES", "Recipe", "register", "load", "save", "history", "cached_p
 RECIPES = {  # entry name -> recipe module
     "clip-tiny": "mmcourse.recipes.clip_tiny",
     "tiny-lm": "mmcourse.recipes.tiny_lm",
+    "video-tokenizer": "mmcourse.recipes.video_tokenizer",
+    "videobert-tiny": "mmcourse.recipes.videobert_tiny",
 }
 
 
@@ -39,7 +42,8 @@ class Recipe:
     name: str
     version: int
     build: Callable[[], torch.nn.Module]
-    train: Callable[[torch.nn.Module], History | None]
+    train: Callable[..., History | None]  # train(model, *the trained models of `needs`)
+    needs: tuple[str, ...] = ()
 
 
 _EXTRA: dict[str, Recipe] = {}
@@ -47,13 +51,14 @@ _NAME = re.compile(r"[a-z0-9][a-z0-9_-]*(\.[a-z0-9_-]+)*")  # a file name: no "/
 
 
 def register(name: str, version: int, build: Callable[[], torch.nn.Module],
-             train: Callable[[torch.nn.Module], History | None]) -> Recipe:
-    """Add a recipe that is not one of the course's modules (your own model, a test's toy)."""
+             train: Callable[..., History | None], needs: tuple[str, ...] = ()) -> Recipe:
+    """Add a recipe that is not one of the course's modules (your own model, a test's toy); `train(model, *needed)`
+    receives the trained entries that `needs` names."""
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise ValueError(f"zoo entry names are lower-case letters, digits, '-', '_' and '.', starting with a letter "
                          f"or digit (they become file names in the cache), got {name!r}")
     check_number(version, "version", integer=True, low=0)
-    _EXTRA[name] = Recipe(name, version, build, train)
+    _EXTRA[name] = Recipe(name, version, build, train, tuple(needs))
     return _EXTRA[name]
 
 
@@ -64,7 +69,7 @@ def _get(name: str) -> Recipe:
         known = sorted({*RECIPES, *_EXTRA})
         raise KeyError(f"unknown zoo entry {name!r}; known: {', '.join(known)}")
     module = importlib.import_module(RECIPES[name])
-    return Recipe(name, module.VERSION, module.build, module.train)
+    return Recipe(name, module.VERSION, module.build, module.train, getattr(module, "NEEDS", ()))
 
 
 def cached_path(name: str) -> Path:
@@ -84,7 +89,8 @@ def load(name: str, device: str | torch.device = "cpu", verbose: bool = True) ->
             if state is None:
                 if verbose:
                     print(f"zoo: training {name} (v{r.version}) now; later loads come from {path.parent}")
-                cache.write(path, model.state_dict(), _meta(r.train(model)))
+                needed = [load(n, device="cpu", verbose=verbose) for n in r.needs]
+                cache.write(path, model.state_dict(), _meta(r.train(model, *needed)))
                 return model.to(device).eval()
     try:
         model.load_state_dict(state)

@@ -143,6 +143,19 @@ CASES = [
     ("VideoBERT text_length 0", "text_length", lambda: VideoBERT(8, 4, 10, 0, 9)),
     ("VideoBERT text_mask_id float", "text_mask_id", lambda: VideoBERT(8, 4, 10, 3, 9.0)),
     ("VideoBERT fill_text empty", "codes", lambda: VideoBERT(8, 4, 10, 3, 9).fill_text(torch.zeros(0, 4).long())),
+    ("VideoBERT codes without groups", "(B, 4, 2)", lambda: VideoBERT(8, 4, 10, 3, 9, groups=2)(
+        torch.zeros(1, 4, dtype=torch.long), torch.zeros(1, 3, dtype=torch.long))),
+    ("VideoBERT groups 0", "groups", lambda: VideoBERT(8, 4, 10, 3, 9, groups=0)),
+    ("VideoTokenizer groups not dividing dim", "divisor", lambda: VideoTokenizer(8, 4, 8, groups=3)),
+    ("ProductQuantizer groups 0", "groups", lambda: N.ProductQuantizer(8, 4, groups=0)),
+    ("ProductQuantizer z channels", "channels", lambda: N.ProductQuantizer(8, 4)(torch.randn(2, 3, 5))),
+    ("ProductQuantizer lookup one code", "one code per group", lambda: N.ProductQuantizer(8, 4).lookup(
+        torch.zeros(2, 5, dtype=torch.long))),
+    ("ProductQuantizer lookup range", "codes must lie", lambda: N.ProductQuantizer(8, 4).lookup(
+        torch.full((2, 5, 2), 8))),
+    ("bert_mask ids 4-D", "G ids per position", lambda: L.bert_mask(torch.zeros(2, 3, 2, 2, dtype=torch.long), 1, 5)),
+    ("bert_mask maskable per code", "maskable", lambda: L.bert_mask(torch.zeros(2, 3, 2, dtype=torch.long), 1, 5,
+                                                                   maskable=torch.ones(2, 3, 2, dtype=torch.bool))),
     ("clip_loss scale 0", "logit_scale", lambda: L.clip_loss(torch.randn(2, 4), torch.randn(2, 4), 0.0)),
     ("clip_loss empty", "batch", lambda: L.clip_loss(torch.randn(0, 4), torch.randn(0, 4), 1.0)),
     ("clip_loss mismatch", "text_features", lambda: L.clip_loss(torch.randn(2, 4), torch.randn(3, 4), 1.0)),

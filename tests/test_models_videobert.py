@@ -55,7 +55,7 @@ def test_tokenizer_tokens_are_f_frames_by_4_by_4_pixels_and_decode_back_to_frame
     tok = tokenizer(frames_per_token=f).eval()
     video = torch.rand(3, 3, 8, 16, 16)
     recon, q = tok(video)
-    assert recon.shape == video.shape and q.codes.shape == (3, 8 // f, 4, 4)
+    assert recon.shape == video.shape and q.codes.shape == (3, 8 // f, 4, 4, 1)
     assert torch.equal(tok.tokenize(video), q.codes)
     torch.testing.assert_close(tok.decode(q.codes), recon)  # the decoder sees only the codes' vectors
     with pytest.raises(ValueError, match="channels first"):
@@ -76,7 +76,7 @@ def test_tokenize_never_moves_the_codebook():
     codes = tok.tokenize(video)
     assert all(torch.equal(v, tok.quantizer.state_dict()[k]) for k, v in before.items())
     assert torch.equal(codes, tok(video)[1].codes)  # the codes a forward chooses (before it moves any)
-    assert not torch.equal(before["codebook"], tok.quantizer.codebook)
+    assert not torch.equal(before["quantizers.0.codebook"], tok.quantizer.quantizers[0].codebook)
 
 
 def test_tokenizer_learns_to_reconstruct():
@@ -92,20 +92,20 @@ def test_tokenizer_learns_to_reconstruct():
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
-    assert tok.quantizer.codebook.grad is not None and tok.encoder[0].weight.grad.abs().sum() > 0
+    assert tok.quantizer.quantizers[0].codebook.grad is not None and tok.encoder[0].weight.grad.abs().sum() > 0
 
 
 def bert(**kw):
     torch.manual_seed(0)
-    return VideoBERT(num_codes=16, video_length=6, vocab_size=12, text_length=5, text_mask_id=11, width=16,
-                     layers=2, heads=2, **kw).eval()
+    return VideoBERT(num_codes=16, video_length=6, vocab_size=12, text_length=5, text_mask_id=11, groups=2,
+                     width=16, layers=2, heads=2, **kw).eval()
 
 
 def test_bert_reads_both_streams_in_both_directions():
     m = bert()
-    codes, ids = torch.randint(16, (2, 6)), torch.randint(11, (2, 5))
+    codes, ids = torch.randint(16, (2, 6, 2)), torch.randint(11, (2, 5))
     v, t = m(codes, ids)
-    assert v.shape == (2, 6, 17) and t.shape == (2, 5, 12)  # video logits include the mask token
+    assert v.shape == (2, 6, 2, 16) and t.shape == (2, 5, 12)  # each of a token's 2 codes over the 16 codes
     later = ids.clone()
     later[:, -1] = (later[:, -1] + 1) % 11
     assert not torch.allclose(m(codes, later)[1][:, 0], t[:, 0])  # the first text position sees the last one
@@ -113,11 +113,17 @@ def test_bert_reads_both_streams_in_both_directions():
     other[:, 0] = (other[:, 0] + 1) % 16
     assert not torch.allclose(m(other, ids)[1], t)  # text sees video
     assert not torch.allclose(m(codes, later)[0], v)  # video sees text
+    for g in range(2):  # each group's code is read, through its own table
+        one = codes.clone()
+        one[:, 0, g] = (one[:, 0, g] + 1) % 16
+        assert not torch.allclose(m(one, ids)[1], t)
+    swapped = codes.flip(-1)
+    assert not torch.allclose(m(swapped, ids)[1], t)  # code c in group 0 is not code c in group 1
 
 
 def test_bert_ignores_padded_text():
     m = bert()
-    codes, ids = torch.randint(16, (2, 6)), torch.randint(11, (2, 5))
+    codes, ids = torch.randint(16, (2, 6, 2)), torch.randint(11, (2, 5))
     pad = torch.tensor([[False, False, False, True, True]] * 2)
     v, t = m(codes, ids, pad)
     other = ids.clone()
@@ -129,7 +135,7 @@ def test_bert_ignores_padded_text():
 
 def test_fill_text_in_one_round_is_the_argmax_on_all_masks_and_never_leaves_a_mask():
     m = bert()
-    codes = torch.randint(16, (3, 6))
+    codes = torch.randint(16, (3, 6, 2))
     logits = m(codes, torch.full((3, 5), 11))[1]
     logits[..., 11] = -float("inf")
     assert torch.equal(m.fill_text(codes, rounds=1), logits.argmax(-1))
@@ -141,14 +147,30 @@ def test_fill_text_in_one_round_is_the_argmax_on_all_masks_and_never_leaves_a_ma
 
 
 @pytest.mark.parametrize("call, match", [
-    (lambda m: m(torch.randint(16, (2, 5)), torch.zeros(2, 3, dtype=torch.long)), "codes"),
-    (lambda m: m(torch.full((2, 6), 17), torch.zeros(2, 3, dtype=torch.long)), r"codes: expected ids in \[0, 17\)"),
-    (lambda m: m(torch.zeros(2, 6, dtype=torch.long), torch.full((2, 3), 12)), "ids: expected ids"),
-    (lambda m: m(torch.zeros(2, 6, dtype=torch.long), torch.zeros(2, 6, dtype=torch.long)), "text_length=5"),
-    (lambda m: m.fill_text(torch.zeros(1, 6, dtype=torch.long), rounds=0), "rounds"),
+    (lambda m: m(torch.randint(16, (2, 5, 2)), torch.zeros(2, 3, dtype=torch.long)), "codes"),
+    (lambda m: m(torch.randint(16, (2, 6)), torch.zeros(2, 3, dtype=torch.long)), "codes"),  # one code per token
+    (lambda m: m(torch.full((2, 6, 2), 17), torch.zeros(2, 3, dtype=torch.long)), r"codes: expected ids in \[0, 17\)"),
+    (lambda m: m(torch.zeros(2, 6, 2, dtype=torch.long), torch.full((2, 3), 12)), "ids: expected ids"),
+    (lambda m: m(torch.zeros(2, 6, 2, dtype=torch.long), torch.zeros(2, 6, dtype=torch.long)), "text_length=5"),
+    (lambda m: m.fill_text(torch.zeros(1, 6, 2, dtype=torch.long), rounds=0), "rounds"),
     (lambda m: VideoBERT(1, 6, 12, 5, 11), "num_codes"),
     (lambda m: VideoBERT(16, 6, 12, 5, 12), "text_mask_id"),
 ])
 def test_bert_bad_input(call, match):
     with pytest.raises((ValueError, TypeError), match=match):
         call(bert())
+
+
+def test_bert_mask_on_tokens_of_several_codes_masks_a_token_whole():
+    # the mask id 100 lies outside the vocabulary of random replacements [0, 100)
+    ids = torch.randint(100, (300, 200, 2), generator=torch.Generator().manual_seed(0))
+    inputs, labels = bert_mask(ids, 100, 100, 0.15, generator=torch.Generator().manual_seed(1))
+    chosen = labels != -100
+    assert torch.equal(chosen[..., 0], chosen[..., 1])  # both codes of a token, or neither
+    assert abs(chosen[..., 0].float().mean().item() - 0.15) < 0.005
+    masked = (inputs == 100).all(-1) & chosen[..., 0]
+    assert torch.equal((inputs == 100) & chosen, masked[..., None].expand_as(ids))  # masked whole
+    assert abs(masked.sum().item() / chosen[..., 0].sum().item() - 0.8) < 0.01
+    assert torch.equal(inputs[~chosen], ids[~chosen])
+    flat = bert_mask(ids[..., 0], 100, 100, 0.15, generator=torch.Generator().manual_seed(1))[1]
+    assert torch.equal(flat != -100, chosen[..., 0])  # the same positions as for one code per token

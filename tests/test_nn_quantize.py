@@ -1,4 +1,5 @@
-"""VectorQuantizer (VQ-VAE): against vector-quantize-pytorch, gradients, flattening, losses, perplexity, dead codes."""
+"""VectorQuantizer (VQ-VAE): against vector-quantize-pytorch, gradients, flattening, losses, perplexity, dead codes;
+ProductQuantizer: one VectorQuantizer per group of channels."""
 
 import math
 
@@ -7,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmcourse.nn.quantize import VectorQuantizer, perplexity
+from mmcourse.nn.quantize import ProductQuantizer, VectorQuantizer, perplexity
 
 K, D = 16, 4
 BETA = 0.4  # not the default 0.25, so a hard-coded β shows
@@ -342,3 +343,38 @@ def test_reset_seeds_where_the_codebook_fits_worst():
         torch.manual_seed(seed)
         vq(flat.t()[None])  # (1, 2, 100)
         assert (vq.codebook[1] == far).all(1).any(), f"seed {seed}: the dead code became {vq.codebook[1].tolist()}"
+
+
+@pytest.mark.parametrize("layout", list(SHAPES))
+def test_product_quantizer_is_one_quantizer_per_group_of_channels(layout):
+    """Group g's codes, values and losses are those of its own VectorQuantizer on channels [g D/G, (g+1) D/G)."""
+    torch.manual_seed(0)
+    pq = ProductQuantizer(K, D, groups=2, beta=BETA).train()
+    with torch.no_grad():
+        for vq in pq.quantizers:
+            vq.codebook.copy_(torch.randn(K, D // 2))
+    z = features(SHAPES[layout], requires_grad=True)
+    out = pq(z)
+    assert out.codes.shape == (z.shape[0], *z.shape[2:], 2) and out.perplexity.shape == (2,)
+    parts = [vq(part) for vq, part in zip(pq.quantizers, z.chunk(2, 1), strict=True)]
+    for g, q in enumerate(parts):
+        assert torch.equal(out.codes[..., g], q.codes)
+        torch.testing.assert_close(out.quantized[:, g * D // 2:(g + 1) * D // 2], q.quantized)
+        torch.testing.assert_close(out.perplexity[g], q.perplexity)
+    torch.testing.assert_close(out.loss, (parts[0].loss + parts[1].loss) / 2)
+    e = torch.cat([vq.codebook[out.codes[..., g]] for g, vq in enumerate(pq.quantizers)], -1)  # (B, *rest, D)
+    torch.testing.assert_close(out.commitment_loss, F.mse_loss(z.movedim(1, -1), e))  # the mean over all D channels
+    assert torch.equal(pq.encode(z), out.codes)
+    torch.testing.assert_close(pq.lookup(out.codes), out.quantized)
+    (out.quantized.sum() + out.loss).backward()
+    assert all(vq.codebook.grad.abs().sum() > 0 for vq in pq.quantizers)
+
+
+def test_product_quantizer_bad_input():
+    with pytest.raises(ValueError, match="divisor of dim=4"):
+        ProductQuantizer(K, D, groups=3)
+    pq = ProductQuantizer(K, D, groups=2)
+    with pytest.raises(ValueError, match="4 channels"):
+        pq(torch.randn(2, 3, 5))
+    with pytest.raises(ValueError, match=r"\(B, \.\.\., 2\)"):
+        pq.lookup(torch.zeros(2, 5, dtype=torch.long))

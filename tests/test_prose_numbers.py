@@ -66,6 +66,9 @@ ALLOW_LIST: dict[str, dict[str, str]] = {
     "04_blip": {
         "-100": "PyTorch's ignore_index for cross-entropy, a convention of the library",
     },
+    "08_video": {
+        "wav2vec 2.0": "the name of a model (Baevski et al., 2020), not a measurement",
+    },
     "11_scaling": {
         "32 768": "the batch size of OpenAI's CLIP training (Radford et al., 2021), a fact of the paper",
     },

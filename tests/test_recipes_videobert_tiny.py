@@ -1,28 +1,30 @@
-"""Chapter 08's recipe: its clips and captions, the two trainings' mechanics, and the caption scorer.
-(The trained models' numbers are measured by the recipe's full runs, not here.)"""
+"""Chapter 08's recipes: the clips and captions, the two trainings' mechanics, and the caption scorer.
+(The trained models' numbers are measured by the recipes' full runs, not here.)"""
 
 import copy
 
 import pytest
 import torch
 
+from mmcourse.recipes import video_tokenizer as T
 from mmcourse.recipes import videobert_tiny as V
 
 
 @pytest.fixture(scope="module")
 def data():
-    return V.clips(12, seed=0)
+    return T.clips(12, seed=0)
 
 
 def test_clips_are_channels_first_with_their_captions_tokenized(data):
-    assert data.video.shape == (12, 3, V.FRAMES, V.RESOLUTION, V.RESOLUTION)
-    assert data.ids.shape == (12, V.TEXT_LENGTH)
-    tok = V.text_tokenizer()
+    assert data.video.shape == (12, 3, T.FRAMES, T.RESOLUTION, T.RESOLUTION)
+    assert data.ids.shape == (12, T.TEXT_LENGTH)
+    tok = T.text_tokenizer()
     assert tok.decode_batch(data.ids) == data.captions  # TEXT_LENGTH holds every caption whole
-    assert torch.equal(V.clips(12, seed=0).video, data.video)
-    held = V.clips(50, seed=0, split="test")
+    assert torch.equal(T.clips(12, seed=0).video, data.video)
+    assert not torch.equal(T.clips(12, seed=0, evaluation=True).video, data.video)  # never a training batch
+    held = T.clips(50, seed=0, split="test")
     pairs = {(c, s) for c, s in zip(held.colour.tolist(), held.shape.tolist(), strict=True)}
-    train = V.clips(300, seed=0)
+    train = T.clips(300, seed=0)
     assert not pairs & set(zip(train.colour.tolist(), train.shape.tolist(), strict=True))
 
 
@@ -40,21 +42,26 @@ def test_caption_scores_read_each_attribute(data):
 
 
 def test_tokenizer_training_trains_the_codebook_and_records_perplexity(data):
-    tok = V.build_tokenizer(seed=0)
+    tok = T.build(seed=0)
     start = copy.deepcopy(tok)
-    history = V.train_tokenizer(tok, steps=3, progress=False)
-    assert len(history.loss) == 3 and len(history.perplexity) == 3
-    assert not torch.equal(start.quantizer.codebook, tok.quantizer.codebook)
-    usage = V.codebook_usage(tok, data)
-    assert usage.sum() == 12 * (V.FRAMES // V.FRAMES_PER_TOKEN) * (V.RESOLUTION // 4) ** 2
+    history = T.train(tok, steps=3, eval_every=2, progress=False)
+    assert len(history.loss) == 3 and [e["step"] for e in history.evals] == [2, 3]
+    assert set(history.evals[0]) == {"step", "perplexity", "mse"}
+    assert 1 <= history.evals[0]["perplexity"] <= T.NUM_CODES
+    for before, after in zip(start.quantizer.quantizers, tok.quantizer.quantizers, strict=True):
+        assert not torch.equal(before.codebook, after.codebook)
+    usage = T.codebook_usage(tok, data)
+    assert usage.shape == (T.GROUPS, T.NUM_CODES)
+    assert (usage.sum(1) == 12 * (T.FRAMES // T.FRAMES_PER_TOKEN) * (T.RESOLUTION // 4) ** 2).all()
 
 
 def test_bert_training_leaves_the_tokenizer_alone_and_captions_have_the_right_form(data):
-    tok = V.build_tokenizer(seed=0).eval()
+    tok = T.build(seed=0).eval()
     start = copy.deepcopy(tok.state_dict())
-    bert = V.build_bert(tok, seed=0, width=16, layers=1, heads=2)
-    history = V.train_bert(bert, tok, steps=3, progress=False)
-    assert len(history.loss) == 3
+    bert = V.build(seed=0, width=16, layers=1, heads=2)
+    history = V.train(bert, tok, steps=3, eval_every=2, progress=False)
+    assert len(history.loss) == 3 and set(history.evals[-1]) == {"step", "colour", "shape", "direction", "speed",
+                                                                 "bounce", "full"}
     assert all(torch.equal(v, tok.state_dict()[k]) for k, v in start.items())
     texts = V.caption(bert, tok, data.video[:4])
     assert len(texts) == 4 and all(isinstance(t, str) and "<mask>" not in t for t in texts)
@@ -63,11 +70,11 @@ def test_bert_training_leaves_the_tokenizer_alone_and_captions_have_the_right_fo
 
 def test_video_weight_scales_the_video_tokens_loss():
     """Same model, same first batch: the first step's loss is text + w · video, so it is linear in w."""
-    tok = V.build_tokenizer(seed=0).eval()
+    tok = T.build(seed=0).eval()
     first = {}
     for w in (0.0, 0.5, 1.0):
-        bert = V.build_bert(tok, seed=0, width=16, layers=1, heads=2)
-        first[w] = V.train_bert(bert, tok, steps=1, progress=False, video_weight=w).loss[0]
+        bert = V.build(seed=0, width=16, layers=1, heads=2)
+        first[w] = V.train(bert, tok, steps=1, eval_every=None, progress=False, video_weight=w).loss[0]
     video = first[1.0] - first[0.0]
     assert video > 1.0  # the video tokens' cross-entropy over 129 classes at the start: about ln 129 ≈ 4.9
     assert first[0.5] == pytest.approx(first[0.0] + 0.5 * video, rel=1e-5)

@@ -242,3 +242,30 @@ def test_the_training_record_is_kept_with_the_weights(cache, monkeypatch):
     assert path.exists()
     with pytest.raises(TypeError, match="history: expected the History that fit returned, got dict"):
         zoo.save("test-toy", model, {"loss": [1.0]})
+
+
+def test_a_recipe_trains_on_the_trained_entries_it_needs(cache, monkeypatch):
+    """`needs` entries are loaded (trained first if the cache lacks them) and handed to the recipe's train."""
+    monkeypatch.setattr(zoo, "_EXTRA", {**zoo._EXTRA})
+    seen = []
+
+    def train_on_top(model, base):
+        seen.append(base)
+        with torch.no_grad():
+            model.weight.copy_(base.weight * 2)
+
+    zoo.register("test-on-top", 1, _build, train_on_top, needs=("test-toy",))
+    top = zoo.load("test-on-top", verbose=False)
+    assert _trained_count(cache) == 1 and len(seen) == 1  # the needed entry was trained once, for it
+    base = zoo.load("test-toy", verbose=False)
+    assert torch.equal(seen[0].weight, base.weight) and not seen[0].training
+    assert torch.equal(top.weight, 2 * base.weight)
+    zoo.load("test-on-top", verbose=False)
+    assert len(seen) == 1  # cached: trains nothing
+
+
+def test_the_course_recipes_that_need_others_name_known_entries():
+    for name in zoo.RECIPES:
+        recipe = zoo._get(name)
+        assert set(recipe.needs) <= set(zoo.RECIPES) - {name}, name
+    assert zoo._get("videobert-tiny").needs == ("video-tokenizer",)

@@ -46,8 +46,13 @@ def bert_mask(ids: Tensor, mask_id: int, vocab_size: int, p: float | Tensor = 0.
     """BERT's masking (Devlin et al. 2019): choose each maskable position with probability p (a number, or one
     per row (B,)); of the chosen, 80 % become mask_id, 10 % a random token of [0, vocab_size), 10 % stay. ids (B, L) ->
     (inputs (B, L), labels (B, L)): labels are the original ids at the chosen positions, ignore_index elsewhere.
+    ids (B, L, G), G ids per position (a product quantizer's codes): a position's G ids are chosen, masked or
+    replaced together; maskable is (B, L) either way.
     """
-    check_tensor(ids, "ids", shape=("B", "L"), dtype="int")
+    check_tensor(ids, "ids", dtype="int")
+    if ids.ndim not in (2, 3):
+        raise ValueError(f"ids: expected token ids (B, L), or (B, L, G) with G ids per position, "
+                         f"got shape {tuple(ids.shape)}")
     check_number(mask_id, "mask_id", integer=True, low=0)
     check_number(vocab_size, "vocab_size", integer=True, low=1)
     if ids.numel() and (ids.min() < 0 or ids.max() >= vocab_size):
@@ -59,14 +64,18 @@ def bert_mask(ids: Tensor, mask_id: int, vocab_size: int, p: float | Tensor = 0.
     if p.ndim > 1 or (p.ndim == 1 and len(p) != len(ids)) or not ((p >= 0) & (p <= 1)).all():
         raise ValueError(f"p: expected a probability, or one per row ({len(ids)},), got {p.tolist()}")
     p = p.expand(len(ids))[:, None] if p.ndim else p
+    positions = ids.shape[:2]
     if maskable is not None:
-        check_tensor(maskable, "maskable", shape=ids.shape, dtype=torch.bool)
-    u = torch.rand(3, *ids.shape, generator=generator, device=ids.device)
+        check_tensor(maskable, "maskable", shape=positions, dtype=torch.bool)
+    u = torch.rand(3, *positions, generator=generator, device=ids.device)
     chosen = u[0] < p
     if maskable is not None:
         chosen &= maskable
+    masked, replaced = chosen & (u[1] < 0.8), chosen & (u[1] >= 0.8) & (u[2] < 0.5)
+    if ids.ndim == 3:  # one decision per position, for all its ids
+        chosen, masked, replaced = chosen[..., None], masked[..., None], replaced[..., None]
     labels = ids.masked_fill(~chosen, ignore_index)
     random_ids = torch.randint(vocab_size, ids.shape, generator=generator, device=ids.device)
-    inputs = torch.where(chosen & (u[1] < 0.8), mask_id, ids)
-    inputs = torch.where(chosen & (u[1] >= 0.8) & (u[2] < 0.5), random_ids, inputs)
+    inputs = torch.where(masked, mask_id, ids)
+    inputs = torch.where(replaced, random_ids, inputs)
     return inputs, labels

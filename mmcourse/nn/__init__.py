@@ -13,7 +13,7 @@ from mmcourse.nn.attention import (
 )
 from mmcourse.nn.decoder import GenerateOutput, TextDecoder
 from mmcourse.nn.pooling import eot_positions, pool_eot
-from mmcourse.nn.quantize import QuantizerOutput, VectorQuantizer, perplexity
+from mmcourse.nn.quantize import ProductQuantizer, QuantizerOutput, VectorQuantizer, perplexity
 from mmcourse.nn.rollout import attention_rollout
 from mmcourse.nn.transformer import MLP, QuickGELU, ResidualAttentionBlock, Transformer, TransformerOutput
 from mmcourse.nn.vit import VisionTransformer, ViTOutput, patchify
@@ -31,6 +31,7 @@ __all__ = [
     "TransformerOutput",
     "ViTOutput",
     "VectorQuantizer",
+    "ProductQuantizer",
     "VisionTransformer",
     "attention_rollout",
     "eot_positions",

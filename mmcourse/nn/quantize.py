@@ -14,6 +14,10 @@ not learned by gradient: each code moves to the running mean of the vectors assi
 the commitment term is returned. A code no vector picks is dead; with `reset_threshold` set, codes whose
 running share of the assignments falls below threshold / K are re-seeded from random encoder outputs of the
 current batch while training. Perplexity exp(H(code frequencies)) counts the codes in effective use (K at best).
+
+Product quantization (Jégou et al. 2011; wav2vec 2.0's quantizer, Baevski et al. 2020) splits each D-vector into G
+groups of D/G channels, each quantized by its own codebook of K codes: a position gets G codes, one of K^G
+combinations, from G · K stored vectors — a finer quantization for the same codebook size.
 """
 
 from __future__ import annotations
@@ -26,16 +30,16 @@ from torch import Tensor, nn
 
 from mmcourse.utils import check_number, check_tensor
 
-__all__ = ["VectorQuantizer", "QuantizerOutput", "perplexity"]
+__all__ = ["VectorQuantizer", "ProductQuantizer", "QuantizerOutput", "perplexity"]
 
 
 class QuantizerOutput(NamedTuple):
     quantized: Tensor  # (B, D, *rest) the codes, with the encoder's (straight-through) gradient
-    codes: Tensor  # (B, *rest) int64 code indices
+    codes: Tensor  # (B, *rest) int64 code indices; ProductQuantizer: (B, *rest, G)
     loss: Tensor  # codebook_loss + β · commitment_loss (EMA: β · commitment_loss)
     codebook_loss: Tensor  # ‖sg[z] − e‖² (mean over elements); 0 with EMA
     commitment_loss: Tensor  # ‖z − sg[e]‖²
-    perplexity: Tensor  # exp(entropy of this batch's code frequencies)
+    perplexity: Tensor  # exp(entropy of this batch's code frequencies); ProductQuantizer: one per group (G,)
 
 
 def perplexity(codes: Tensor, num_codes: int) -> Tensor:
@@ -149,3 +153,45 @@ class VectorQuantizer(nn.Module):
                 if self.ema:
                     self.embed_sum[dead] = seeds
                     self.cluster_size[dead] = 1.0
+
+
+class ProductQuantizer(nn.Module):
+    """G VectorQuantizers of K codes, each on its own D/G channels. forward(z (B, D, *rest)) -> QuantizerOutput with
+    codes (B, *rest, G) and perplexity (G,); the losses are the means over the groups, so over all D channels, as one
+    VectorQuantizer's. Keyword arguments go to each group's VectorQuantizer."""
+
+    def __init__(self, num_codes: int, dim: int, groups: int = 2, **quantizer_kw):
+        super().__init__()
+        check_number(dim, "dim", integer=True, low=1)
+        check_number(groups, "groups", integer=True, low=1)
+        if dim % groups:
+            raise ValueError(f"groups: expected a divisor of dim={dim} (each group quantizes dim / groups "
+                             f"channels), got {groups}")
+        self.num_codes, self.dim, self.groups = num_codes, dim, groups
+        self.quantizers = nn.ModuleList(VectorQuantizer(num_codes, dim // groups, **quantizer_kw)
+                                        for _ in range(groups))
+
+    def forward(self, z: Tensor) -> QuantizerOutput:
+        outs = [vq(part) for vq, part in zip(self.quantizers, self._split(z), strict=True)]
+        return QuantizerOutput(torch.cat([q.quantized for q in outs], 1), torch.stack([q.codes for q in outs], -1),
+                               *(torch.stack(terms).mean() for terms in zip(*(q[2:5] for q in outs), strict=True)),
+                               torch.stack([q.perplexity for q in outs]))
+
+    def encode(self, z: Tensor) -> Tensor:
+        """z (B, D, *rest) -> codes (B, *rest, G), without touching the codebooks."""
+        return torch.stack([vq.encode(part) for vq, part in zip(self.quantizers, self._split(z), strict=True)], -1)
+
+    def lookup(self, codes: Tensor) -> Tensor:
+        """codes (B, *rest, G) -> their vectors, channels first (B, D, *rest)."""
+        check_tensor(codes, "codes", dtype="int")
+        if codes.ndim < 2 or codes.shape[-1] != self.groups:
+            raise ValueError(f"codes: expected (B, ..., {self.groups}), one code per group last, "
+                             f"got shape {tuple(codes.shape)}")
+        return torch.cat([vq.lookup(codes[..., g]) for g, vq in enumerate(self.quantizers)], 1)
+
+    def _split(self, z: Tensor) -> tuple[Tensor, ...]:
+        check_tensor(z, "z", dtype="float")
+        if z.ndim < 2 or z.shape[1] != self.dim:
+            raise ValueError(f"z: expected channels-first features (B, {self.dim}, ...) with {self.dim} channels, "
+                             f"got shape {tuple(z.shape)}")
+        return z.chunk(self.groups, 1)
