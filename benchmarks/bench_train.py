@@ -27,7 +27,16 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import mmcourse.nn.attention as attention
 from mmcourse import zoo
-from mmcourse.recipes import blip_tiny, clip_tiny, fusion_tiny, llava_tiny, scaling_tiny, tiny_lm
+from mmcourse.recipes import (
+    blip_tiny,
+    clip_tiny,
+    fusion_tiny,
+    llava_tiny,
+    scaling_tiny,
+    tiny_lm,
+    video_tokenizer,
+    videobert_tiny,
+)
 from mmcourse.train import param_groups, to_device
 
 
@@ -148,8 +157,16 @@ def recipes(only: set[str] | None) -> dict:
         data = scaling_tiny.lit_data(zoo.load("clip-tiny", verbose=False))
         return capture(scaling_tiny, scaling_tiny.train, data, 256)
 
+    def tokenizer():
+        return capture(video_tokenizer, video_tokenizer.train, video_tokenizer.build(), eval_every=None)
+
+    def videobert():
+        tok = zoo.load("video-tokenizer", verbose=False)
+        return capture(videobert_tiny, videobert_tiny.train, videobert_tiny.build(), tok, eval_every=None)
+
     table = {"clip-tiny (02)": clip_("clip"), "siglip-tiny (02)": clip_("siglip"), "blip-tiny (04)": blip,
              "tiny-lm (05)": lm, "llava stage 1 (05)": llava(1), "llava stage 2 (05)": llava(2),
+             "video-tokenizer (08)": tokenizer, "videobert-tiny (08)": videobert,
              "fusion cross (09)": fusion, "LiT batch 256 (11)": lit}
     return {k: v for k, v in table.items() if only is None or any(o in k for o in only)}
 

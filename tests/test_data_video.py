@@ -19,7 +19,7 @@ from mmcourse.data import (
     speak,
     talking_mouth,
 )
-from mmcourse.viz.world import play_audio, plot_spectrogram, show_images, show_video, video_strip
+from mmcourse.viz.world import play_audio, plot_spectrogram, show_images, show_video, video_rows, video_strip
 
 
 def centroids(video: torch.Tensor) -> torch.Tensor:
@@ -109,6 +109,13 @@ def test_viz_helpers_return_displayable_objects():
     assert play_audio(speech.wave[0]).data[:4] == b"RIFF"
     clip = moving_shapes(1, 0, frames=4).video[0]
     assert isinstance(video_strip(clip, "a clip"), Figure)
+    fig = video_rows([clip, 1 - clip], ["a clip", "its negative"], every=2, title="two rows")
+    assert fig.axes[0].get_ylabel() == "a clip" and len(fig.axes) == 2 * 2  # 2 rows x 4 frames / 2
+    assert isinstance(video_rows(torch.stack([clip, clip]), ["a", "b"]), Figure)
+    with pytest.raises(ValueError, match="labels: expected one per video"):
+        video_rows([clip, clip], ["one"])
+    with pytest.raises(ValueError, match="one length"):
+        video_rows([clip, clip[:2]], ["a", "b"])
     assert "<script" in show_video(clip, fps=4).data
     with pytest.raises(ValueError, match="captions: expected 6"):
         show_images(ds.images, ["one"])

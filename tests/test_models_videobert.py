@@ -146,6 +146,20 @@ def test_fill_text_in_one_round_is_the_argmax_on_all_masks_and_never_leaves_a_ma
     assert (m.fill_text(codes, rounds=3) == 3).all()
 
 
+def test_fill_text_keeps_a_given_start_token_and_fills_the_rest():
+    m = bert()
+    codes = torch.randint(16, (3, 6, 2))
+    with torch.no_grad():
+        m.text_head.bias[4] = 100.0  # every position would say 4, the first one included
+    filled = m.fill_text(codes, rounds=4, start_id=1)
+    assert (filled[:, 0] == 1).all() and (filled[:, 1:] == 4).all()
+    assert (m.fill_text(codes, rounds=1)[:, 0] == 4).all()  # without it, the first position is guessed too
+    with pytest.raises(ValueError, match="rounds"):
+        m.fill_text(codes, rounds=5, start_id=1)  # only 4 positions are left to fill
+    with pytest.raises(ValueError, match="start_id"):
+        m.fill_text(codes, start_id=12)
+
+
 @pytest.mark.parametrize("call, match", [
     (lambda m: m(torch.randint(16, (2, 5, 2)), torch.zeros(2, 3, dtype=torch.long)), "codes"),
     (lambda m: m(torch.randint(16, (2, 6)), torch.zeros(2, 3, dtype=torch.long)), "codes"),  # one code per token

@@ -68,6 +68,7 @@ ALLOW_LIST: dict[str, dict[str, str]] = {
     },
     "08_video": {
         "wav2vec 2.0": "the name of a model (Baevski et al., 2020), not a measurement",
+        "Jégou et al., 2011": "a citation's year (the accented name escapes the citation pattern)",
     },
     "11_scaling": {
         "32 768": "the batch size of OpenAI's CLIP training (Radford et al., 2021), a fact of the paper",

@@ -44,7 +44,7 @@ def test_caption_scores_read_each_attribute(data):
 def test_tokenizer_training_trains_the_codebook_and_records_perplexity(data):
     tok = T.build(seed=0)
     start = copy.deepcopy(tok)
-    history = T.train(tok, steps=3, eval_every=2, progress=False)
+    history = T.train(tok, steps=3, eval_every=2, progress=False, desc="a name of the caller's")
     assert len(history.loss) == 3 and [e["step"] for e in history.evals] == [2, 3]
     assert set(history.evals[0]) == {"step", "perplexity", "mse"}
     assert 1 <= history.evals[0]["perplexity"] <= T.NUM_CODES
@@ -59,7 +59,7 @@ def test_bert_training_leaves_the_tokenizer_alone_and_captions_have_the_right_fo
     tok = T.build(seed=0).eval()
     start = copy.deepcopy(tok.state_dict())
     bert = V.build(seed=0, width=16, layers=1, heads=2)
-    history = V.train(bert, tok, steps=3, eval_every=2, progress=False)
+    history = V.train(bert, tok, steps=3, eval_every=2, progress=False, desc="a name of the caller's")
     assert len(history.loss) == 3 and set(history.evals[-1]) == {"step", "colour", "shape", "direction", "speed",
                                                                  "bounce", "full"}
     assert all(torch.equal(v, tok.state_dict()[k]) for k, v in start.items())

@@ -128,24 +128,30 @@ class VideoBERT(nn.Module):
         return video_logits, self.text_head(h[:, self.video_length:])
 
     @torch.no_grad()
-    def fill_text(self, codes: Tensor, length: int | None = None, rounds: int = 4) -> Tensor:
+    def fill_text(self, codes: Tensor, length: int | None = None, rounds: int = 4,
+                  start_id: int | None = None) -> Tensor:
         """Caption clips from their video tokens: start from `length` text mask tokens (default text_length) and
         fill them in `rounds` rounds, each time keeping the most confident predictions of the still-masked
-        positions (mask-predict). codes (B, Nv, G) -> ids (B, length)."""
+        positions (mask-predict). With `start_id` the first position holds that token (a caption's start token,
+        given, not guessed) and the other length - 1 are filled. codes (B, Nv, G) -> ids (B, length)."""
         check_tensor(codes, "codes", shape=("B", self.video_length, self.groups), dtype="int")
         if not len(codes):
             raise ValueError("codes: expected the tokens of at least one clip, got an empty batch")
         length = self.text_length if length is None else length
-        check_number(length, "length", integer=True, low=1, high=self.text_length)
-        check_number(rounds, "rounds", integer=True, low=1, high=length)
+        check_number(length, "length", integer=True, low=1 if start_id is None else 2, high=self.text_length)
         ids = torch.full((len(codes), length), self.text_mask_id, dtype=torch.long, device=codes.device)
         masked = torch.ones_like(ids, dtype=torch.bool)
+        if start_id is not None:
+            check_token_id(start_id, "start_id", self.vocab_size)
+            ids[:, 0], masked[:, 0] = start_id, False
+        n = int(masked[0].sum())  # positions to fill
+        check_number(rounds, "rounds", integer=True, low=1, high=n)
         for r in range(rounds):
             probs = self(codes, ids)[1].softmax(-1)
             probs[..., self.text_mask_id] = 0
             conf, pred = probs.max(-1)
             conf = conf.masked_fill(~masked, -1)
-            k = length * (r + 1) // rounds - length * r // rounds  # positions to fill this round
+            k = n * (r + 1) // rounds - n * r // rounds  # positions to fill this round
             keep = torch.zeros_like(masked).scatter_(1, conf.topk(k, dim=1).indices, True)
             ids = torch.where(keep, pred, ids)
             masked &= ~keep

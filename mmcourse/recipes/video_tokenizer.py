@@ -106,8 +106,9 @@ def train(tokenizer: VideoTokenizer, steps: int = STEPS, seed: int = 0, lr: floa
 
     if eval_every is not None and "eval_fn" not in fit_kw:
         fit_kw = {"eval_fn": _progress_eval(), "eval_every": eval_every, **fit_kw}
+    fit_kw = {"desc": "VQ-VAE", **fit_kw}
     return fit(tokenizer, step, lambda s: clips(BATCH_SIZE, seed * 100_003 + s).video, steps, lr=lr, warmup=20,
-               desc="VQ-VAE", **fit_kw)
+               **fit_kw)
 
 
 def _progress_eval():

@@ -90,8 +90,8 @@ def train(bert: VideoBERT, tokenizer: VideoTokenizer, steps: int = STEPS, seed: 
     if eval_every is not None and "eval_fn" not in fit_kw:
         data = clips(200, evaluation=True)
         fit_kw = {"eval_fn": lambda m: evaluate(m, tokenizer, data), "eval_every": eval_every, **fit_kw}
-    return fit(bert, step, batch, steps, lr=lr, warmup=50, weight_decay=0.01, grad_clip=1.0, desc="VideoBERT",
-               **fit_kw)
+    fit_kw = {"desc": "VideoBERT", **fit_kw}
+    return fit(bert, step, batch, steps, lr=lr, warmup=50, weight_decay=0.01, grad_clip=1.0, **fit_kw)
 
 
 @torch.no_grad()
@@ -101,7 +101,8 @@ def caption(bert: VideoBERT, tokenizer: VideoTokenizer, video: Tensor, rounds: i
     tokenizer.eval()
     device = next(bert.parameters()).device
     codes = tokenizer.to(device).tokenize(video.to(device)).flatten(1, -2)
-    return text_tokenizer().decode_batch(bert.fill_text(codes, rounds=rounds).cpu())
+    tok = text_tokenizer()
+    return tok.decode_batch(bert.fill_text(codes, rounds=rounds, start_id=tok.sot_id).cpu())
 
 
 def caption_scores(texts: list[str], data: Clips) -> dict[str, float]:

@@ -14,7 +14,7 @@ from mmcourse.viz.attention import (
 )
 from mmcourse.viz.matrices import plot_loss_split, plot_matrices
 from mmcourse.viz.training import plot_history
-from mmcourse.viz.world import play_audio, plot_spectrogram, show_images, show_video, video_strip
+from mmcourse.viz.world import play_audio, plot_spectrogram, show_images, show_video, video_rows, video_strip
 
 __all__ = [
     "attention_explorer",
@@ -33,4 +33,5 @@ __all__ = [
     "show_images",
     "show_video",
     "video_strip",
+    "video_rows",
 ]

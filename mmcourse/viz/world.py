@@ -16,7 +16,7 @@ from torch import Tensor
 from mmcourse.utils import check_number, check_sizes, check_tensor, describe
 from mmcourse.viz._common import to_hwc
 
-__all__ = ["show_images", "plot_spectrogram", "play_audio", "show_video", "video_strip"]
+__all__ = ["show_images", "plot_spectrogram", "play_audio", "show_video", "video_strip", "video_rows"]
 
 
 def show_images(images: Tensor, captions: list[str] | None = None, ncols: int = 8,
@@ -130,6 +130,42 @@ def video_strip(video: Tensor, caption: str | None = None, every: int = 1, size:
     if caption:
         fig.suptitle(caption, fontsize=9)
     fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def video_rows(videos, labels: list[str], every: int = 1, size: float = 0.8, title: str | None = None) -> Figure:
+    """Several videos, one row each (every `every`-th frame, left to right), each row labelled on its left: a clip
+    beside its reconstruction, clips beside their captions. videos: (N, T, C, H, W) or a list of (T, C, H, W) of
+    one length T."""
+    if isinstance(videos, Tensor):
+        check_tensor(videos, "videos", ndim=5)
+        videos = list(videos)
+    if not isinstance(videos, (list, tuple)) or not videos:
+        raise ValueError(f"videos: expected (N, T, C, H, W) or a non-empty list of (T, C, H, W), "
+                         f"got {describe(videos)}")
+    for i, v in enumerate(videos):
+        check_tensor(v, f"videos[{i}]", ndim=4)
+    if len({v.shape[0] for v in videos}) != 1 or len(videos[0]) == 0:
+        raise ValueError(f"videos: expected one length T >= 1 for all, got {[v.shape[0] for v in videos]} frames")
+    if isinstance(labels, str) or len(labels) != len(videos):
+        raise ValueError(f"labels: expected one per video ({len(videos)}), got {describe(labels)}")
+    check_sizes(every=every)
+    frames = [v[::every] for v in videos]
+    T = len(frames[0])
+    fig, axes = plt.subplots(len(frames), T, figsize=(size * T + 2.6, size * len(frames) + (0.3 if title else 0)),
+                             squeeze=False)
+    for r, video in enumerate(frames):
+        for t in range(T):
+            axes[r, t].imshow(to_hwc(video[t]), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            axes[r, t].set_xticks([])
+            axes[r, t].set_yticks([])
+        axes[r, 0].set_ylabel(_wrap(labels[r], 28), rotation=0, ha="right", va="center", fontsize=7)
+    for t in range(T):
+        axes[0, t].set_title(f"frame {t * every}", fontsize=6)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout(w_pad=0.1, h_pad=0.2)
     plt.close(fig)
     return fig
 
