@@ -67,7 +67,6 @@ ALLOW_LIST: dict[str, dict[str, str]] = {
         "-100": "PyTorch's ignore_index for cross-entropy, a convention of the library",
     },
     "08_video": {
-        "wav2vec 2.0": "the name of a model (Baevski et al., 2020), not a measurement",
         "Jégou et al., 2011": "a citation's year (the accented name escapes the citation pattern)",
     },
     "11_scaling": {
