@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from mmcourse.losses.lm import lm_loss
-from mmcourse.models.llava import PROJECTORS, LLaVA, splice
+from mmcourse.models.llava import PROJECTORS, LLaVA, PatchMerger, splice
 from mmcourse.nn import TextDecoder, VisionTransformer
 
 IMG, PAD, EOT, SOT, V = -200, 0, 2, 1, 20
@@ -117,6 +117,19 @@ def test_loss_is_the_language_models_loss_on_the_spliced_labels(projector):
     torch.testing.assert_close(out.loss, lm_loss(m.language_model(embeds=out.spliced.embeds), out.spliced.labels))
     out.loss.backward()
     assert all(p.grad is not None for p in m.projector.parameters())
+
+
+def test_patch_merger_concatenates_each_2x2_block_of_the_grid_before_its_mlp():
+    torch.manual_seed(0)
+    merger = PatchMerger(3, 5)
+    features = torch.randn(2, 16, 3)  # a 4 x 4 grid, row by row
+    grid = features.view(2, 4, 4, 3)
+    blocks = [torch.cat([grid[:, 2 * r, 2 * c], grid[:, 2 * r, 2 * c + 1], grid[:, 2 * r + 1, 2 * c],
+                         grid[:, 2 * r + 1, 2 * c + 1]], -1) for r in range(2) for c in range(2)]
+    torch.testing.assert_close(merger(features), merger.mlp(torch.stack(blocks, 1)))
+    for n in (8, 9):  # not a square; a square of odd side
+        with pytest.raises(ValueError, match=f"square grid of even side, got {n} patches"):
+            merger(torch.randn(1, n, 3))
 
 
 def test_a_rows_logits_do_not_depend_on_the_rows_batched_with_it():

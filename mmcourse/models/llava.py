@@ -2,10 +2,11 @@
 
     images (B, 3, H, W) -> vision_tower.patch_tokens(layer=-2): the frozen CLIP tower's penultimate block,
         CLS dropped -> features (B, N, vision_width)
-    -> projector: "linear" (LLaVA) or "mlp2x_gelu", Linear-GELU-Linear (LLaVA-1.5) -> (B, N, width)
+    -> projector: "linear" (LLaVA) or "mlp2x_gelu", Linear-GELU-Linear (LLaVA-1.5) -> (B, N, width);
+       or "merge2x2" (Qwen2-VL's merger: 2 x 2 neighbours concatenated, then the MLP) -> (B, N / 4, width)
     ids (B, L), right-padded, with image_token_index (-200) where each image goes
-    -> `splice`: every placeholder replaced by its image's N projected features, labels ignored there
-    -> language_model (`nn.TextDecoder`) -> logits (B, T, vocab_size), T = L + (N - 1) · images per row
+    -> `splice`: every placeholder replaced by its image's n projected features, labels ignored there
+    -> language_model (`nn.TextDecoder`) -> logits (B, T, vocab_size), T = L + (n - 1) · images per row
 
 Training stage 1 (feature alignment) trains the projector alone on captions; stage 2 (instruction tuning) trains
 projector and language model on conversations. Generation uses the decoder's KV cache.
@@ -23,18 +24,39 @@ from mmcourse.losses.lm import lm_loss
 from mmcourse.nn import GenerateOutput, TextDecoder, VisionTransformer
 from mmcourse.utils import check_number, check_sizes, check_tensor
 
-__all__ = ["PROJECTORS", "build_projector", "Spliced", "splice", "LLaVAOutput", "LLaVA"]
+__all__ = ["PROJECTORS", "PatchMerger", "build_projector", "Spliced", "splice", "LLaVAOutput", "LLaVA"]
 
-PROJECTORS = ("linear", "mlp2x_gelu")
+PROJECTORS = ("linear", "mlp2x_gelu", "merge2x2")
+
+
+class PatchMerger(nn.Module):
+    """Qwen2-VL's merger: each 2 x 2 block of neighbouring patches, concatenated, through Linear-GELU-Linear.
+    features (I, N, vision_width) on a square grid of even side -> (I, N / 4, width): a quarter of the tokens,
+    each seeing a region twice as wide."""
+
+    def __init__(self, vision_width: int, width: int):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(4 * vision_width, width), nn.GELU(), nn.Linear(width, width))
+
+    def forward(self, features: Tensor) -> Tensor:
+        n_images, N, C = features.shape
+        side = round(N ** 0.5)
+        if side * side != N or side % 2:
+            raise ValueError(f"merge2x2 needs the patches on a square grid of even side, got {N} patches")
+        x = features.reshape(n_images, side // 2, 2, side // 2, 2, C).transpose(2, 3)  # (I, row, col, 2, 2, C)
+        return self.mlp(x.reshape(n_images, N // 4, 4 * C))
 
 
 def build_projector(kind: str, vision_width: int, width: int) -> nn.Module:
-    """LLaVA's projector ("linear") or LLaVA-1.5's ("mlp2x_gelu": Linear, GELU, Linear), vision_width -> width."""
+    """LLaVA's projector ("linear"), LLaVA-1.5's ("mlp2x_gelu": Linear, GELU, Linear), or "merge2x2"
+    (`PatchMerger`, a quarter of the tokens): vision_width -> width."""
     check_sizes(vision_width=vision_width, width=width)
     if kind == "linear":
         return nn.Linear(vision_width, width)
     if kind == "mlp2x_gelu":
         return nn.Sequential(nn.Linear(vision_width, width), nn.GELU(), nn.Linear(width, width))
+    if kind == "merge2x2":
+        return PatchMerger(vision_width, width)
     raise ValueError(f"projector: expected one of {PROJECTORS}, got kind={kind!r}")
 
 

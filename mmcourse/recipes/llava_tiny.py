@@ -2,7 +2,7 @@
 and trained in two stages.
 
     visual, lm = zoo.load("clip-tiny").visual, zoo.load("tiny-lm")
-    model = build(visual, lm)                      # copies of both, a fresh "mlp2x_gelu" projector
+    model = build(visual, lm)                      # copies of both, a fresh "merge2x2" projector
     train(model, stage=1)                          # feature alignment: the projector alone, on captions
     train(model, stage=2)                          # instruction tuning: projector + LM, multi-turn questions
     evaluate(model, vqa_sets(visual))              # official VQA accuracy on new images: seen and held-out pairs
@@ -11,10 +11,13 @@ Training images have 1-3 shapes of the 20 training colour-shape pairs, new ones 
 test images are new scenes of those pairs; "held-out" test images show only the 4 pairs that neither CLIP nor LLaVA
 ever saw in an image.
 
-Not yet at the chapter's bar (seed 0, two threads): stage 2 of 800 steps (about 90 s) reaches an official VQA
-accuracy of 0.65-0.74 on seen pairs and 0.52-0.63 on held-out ones across every variant tried (projector,
-feature layer, LM width, questions per image, stage 1 first); 4 000 steps 0.77 / 0.57-0.63. Relation questions
-stay near chance.
+Not yet at the chapter's bar (seed 0, two threads, about 145 s for both stages): official VQA accuracy 0.868 on
+seen pairs, every question type at 0.93 or more except relation questions, which stay at chance (0.43; chance is
+about 0.38); 0.48 on held-out pairs, whose shapes the model answers with a training pair's. 3 200 stage-2 steps
+give 0.894, relations still at chance. What got it here from 0.67: stage 1 first, 2-4 questions per image, and
+the "merge2x2" projector (16 richer tokens instead of 64, and each step 40 % faster). What did not move relations:
+three times as many relation questions, learned 2-D positions added to the image tokens, the question before the
+image. The image features hold the positions (a linear probe tells left half from right half 0.99 of the time).
 """
 
 from __future__ import annotations
@@ -48,9 +51,9 @@ __all__ = ["BATCH_SIZE", "STAGES", "HYPER", "patch_features", "KINDS", "conversa
            "vqa_score", "evaluate", "prompts"]
 
 BATCH_SIZE = 32
-STAGES = {1: dict(steps=150, lr=2e-3, warmup=15), 2: dict(steps=800, lr=2e-3, warmup=40)}
+STAGES = {1: dict(steps=300, lr=2e-3, warmup=15), 2: dict(steps=1600, lr=2e-3, warmup=40)}
 HYPER = dict(betas=(0.9, 0.98), weight_decay=0.0, grad_clip=1.0)
-QUESTIONS = (1, 3)  # questions per training conversation, at least and at most
+QUESTIONS = (2, 4)  # questions per training conversation, at least and at most
 
 
 @torch.no_grad()
@@ -63,12 +66,12 @@ def patch_features(visual: VisionTransformer, images: Tensor, layer: int = -2, b
     return torch.cat([visual.patch_tokens(x.to(device), layer).cpu() for x in images.split(batch_size)])
 
 
-KINDS = ("caption", "qa")  # stage 1 describes the image; stage 2 asks 1-3 questions about it
+KINDS = ("caption", "qa")  # stage 1 describes the image; stage 2 asks 2-4 questions about it
 
 
 def conversation(objects: list[dict], rng: random.Random, kind: str) -> list[tuple[str, str]]:
     """A training conversation about a scene: "caption" ("<image> describe the image" -> a caption naming every
-    object's size, colour and shape) or "qa" (1-3 questions and answers, the first after the image)."""
+    object's size, colour and shape) or "qa" (2-4 questions and answers, the first after the image)."""
     if kind == "caption":
         return [("user", "<image> " + rng.choice(DESCRIBE)), ("assistant", caption(objects, rng, p_drop_size=0.0))]
     if kind == "qa":
@@ -94,7 +97,7 @@ def stream(visual: VisionTransformer, kind: str, batch_size: int = BATCH_SIZE, s
     return batch
 
 
-def build(visual: VisionTransformer, lm: TextDecoder, projector: str = "mlp2x_gelu", seed: int = 0) -> LLaVA:
+def build(visual: VisionTransformer, lm: TextDecoder, projector: str = "merge2x2", seed: int = 0) -> LLaVA:
     """LLaVA over copies of the image tower and the language model (the zoo's stay as they are) and a projector
     initialised from `seed`."""
     seed_everything(seed)
