@@ -7,6 +7,7 @@ into its metadata, so `stale_outputs` can tell when committed outputs no longer 
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -40,6 +41,12 @@ if "google.colab" in sys.modules:
 
 KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
 _JUPYTEXT_META = {"notebook_metadata_filter": "-all", "cell_metadata_filter": "-all"}
+# What JupyterLab writes into a notebook it saves, so that opening and saving an unchanged lecture changes nothing:
+# jupytext's pairing filters, the cell metadata jupytext derives from the .py (blank lines after a cell), and the
+# kernel's language_info (all but the Python version, which is the learner's own).
+_JUPYTEXT_CELL_KEYS = ("lines_to_next_cell",)
+LANGUAGE_INFO = {"name": "python", "codemirror_mode": {"name": "ipython", "version": 3}, "file_extension": ".py",
+                 "mimetype": "text/x-python", "nbconvert_exporter": "python", "pygments_lexer": "ipython3"}
 _WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 
 
@@ -92,7 +99,8 @@ def pair_problems(py: Path, ipynb: Path) -> list[str]:
 def notebook_from_py(py: Path, old=None):
     """The .ipynb for `py`: its cells, with the outputs of `old`'s cells whose source is unchanged."""
     nb = read_py(py)
-    nb.metadata = {"kernelspec": dict(KERNELSPEC), "language_info": {"name": "python"}}
+    nb.metadata = {"jupytext": dict(_JUPYTEXT_META), "kernelspec": dict(KERNELSPEC),
+                   "language_info": copy.deepcopy(LANGUAGE_INFO)}
     if old is not None:
         outputs = {}
         for c in old.cells:
@@ -106,7 +114,8 @@ def notebook_from_py(py: Path, old=None):
             nb.metadata["mmcourse"] = stamp
     nb.nbformat, nb.nbformat_minor = 4, 5
     for i, c in enumerate(nb.cells):
-        c.metadata, c.id = {}, f"cell-{i:03d}"  # stable ids: a re-sync changes nothing
+        c.metadata = {k: v for k, v in c.metadata.items() if k in _JUPYTEXT_CELL_KEYS}
+        c.id = f"cell-{i:03d}"  # stable ids: a re-sync changes nothing
         if c.cell_type == "code":
             c.setdefault("outputs", [])
             c.setdefault("execution_count", None)
@@ -201,7 +210,7 @@ def stale_outputs(ipynb: Path) -> list[str]:
 def clean_outputs(nb) -> None:
     """Drop widget state and volatile metadata; widget views cannot render without state, so drop those too."""
     for c in nb.cells:
-        c.metadata = {}
+        c.metadata = {k: v for k, v in c.metadata.items() if k in _JUPYTEXT_CELL_KEYS}
         if c.cell_type != "code":
             continue
         kept = []
@@ -212,9 +221,9 @@ def clean_outputs(nb) -> None:
                 o.metadata = {k: v for k, v in o.get("metadata", {}).items() if k != "execution"}
             kept.append(o)
         c.outputs = kept
-    for key in ("widgets", "jupytext"):
-        nb.metadata.pop(key, None)
-    nb.metadata["language_info"] = {"name": "python"}
+    nb.metadata.pop("widgets", None)
+    nb.metadata["jupytext"] = dict(_JUPYTEXT_META)
+    nb.metadata["language_info"] = copy.deepcopy(LANGUAGE_INFO)
 
 
 def execute(ipynb: Path, timeout: int = 600, kernel: str = "python3") -> float:

@@ -146,6 +146,21 @@ def lab(chromium, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def course_lab(tmp_path_factory):
+    """A JupyterLab (no browser needed) serving a copy of the course's notebooks, with their .py twins and the
+    jupytext pairing, as a learner's checkout has them."""
+    server = Lab(tmp_path_factory.mktemp("course-lab"))
+    shutil.copy(ROOT / "jupytext.toml", server.root)
+    for folder in ("notebooks", "solutions", "exercises"):
+        shutil.copytree(ROOT / folder, server.root / folder, ignore=shutil.ignore_patterns(".*", "__pycache__"))
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
 def browser(chromium):
     from playwright.sync_api import Error, sync_playwright
 
