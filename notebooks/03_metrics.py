@@ -289,7 +289,7 @@ print(f"the tiny CLIP's text->image R@1 {clip_r1:.3f} is {clip_r1 / ceiling:.0%}
 
 # %% [markdown]
 # That is a rough ceiling, not an exact one: captions that drop the size words have even more look-alikes, while
-# relation words ("left of") can tell some apart. Against it, the tiny CLIP's text→image R@1 of 0.453 is 83% of the
+# relation words ("left of") can tell some apart. Against it, the tiny CLIP's text→image R@1 of 0.442 is 81% of the
 # way to the ceiling, and its median rank of 2 says that the right image is usually among the handful of
 # look-alikes. On real data the same effect hides in near-duplicate images and generic captions; look at failures
 # before trusting R@1.

@@ -149,12 +149,36 @@ def test_clean_outputs_drops_widget_views_and_volatile_metadata():
         nbformat.v4.new_output("display_data", data=widget),
         nbformat.v4.new_output("display_data", data={"text/plain": "a figure"}),
     ]
-    cell.metadata = {"execution": {"iopub.status.busy": "2026-01-01"}}
+    cell.metadata = {"execution": {"iopub.status.busy": "2026-01-01"}, "lines_to_next_cell": 1}
     nb.cells = [cell]
     nb.metadata["widgets"] = {"state": {}}
     notebooks.clean_outputs(nb)
     assert [o.data for o in nb.cells[0].outputs] == [{"text/plain": "a figure"}]
-    assert nb.cells[0].metadata == {} and "widgets" not in nb.metadata
+    assert nb.cells[0].metadata == {"lines_to_next_cell": 1} and "widgets" not in nb.metadata
+
+
+def test_a_widget_becomes_a_picture_of_its_first_state_and_a_progress_bar_goes():
+    def model(name, **state):
+        return {"model_name": name, "state": state}
+
+    figure = {"output_type": "display_data", "metadata": {}, "data": {"image/png": "iVBOR", "text/plain": "<Figure>"}}
+    state = {"box": model("VBoxModel", children=["IPY_MODEL_slider", "IPY_MODEL_out", "IPY_MODEL_table"]),
+             "slider": model("IntSliderModel", value=2), "out": model("OutputModel", outputs=[figure]),
+             "table": model("HTMLModel", value="<b>R@1</b>"),
+             "bar": model("HBoxModel", children=["IPY_MODEL_label", "IPY_MODEL_progress"]),
+             "label": model("HTMLModel", value="stage 1: 100%"), "progress": model("FloatProgressModel", value=1.0)}
+    nb = nbformat.v4.new_notebook()
+    view = "application/vnd.jupyter.widget-view+json"
+    nb.cells = [nbformat.v4.new_code_cell("explorer"), nbformat.v4.new_code_cell("train")]
+    result = nbformat.v4.new_output("execute_result", data={view: {"model_id": "box"}}, execution_count=1)
+    nb.cells[0].outputs = [result]
+    nb.cells[1].outputs = [nbformat.v4.new_output("display_data", data={view: {"model_id": "bar"}}),
+                           nbformat.v4.new_output("stream", name="stdout", text="done\n")]
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": state}}
+    notebooks.clean_outputs(nb)
+    assert [dict(o.data) for o in nb.cells[0].outputs] == [figure["data"], {"text/html": "<b>R@1</b>"}]
+    assert [o.output_type for o in nb.cells[1].outputs] == ["stream"]
+    assert "widgets" not in nb.metadata
 
 
 def test_wrong_solution_turns_execution_red_with_a_short_message(tmp_path):

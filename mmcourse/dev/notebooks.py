@@ -48,6 +48,8 @@ _JUPYTEXT_CELL_KEYS = ("lines_to_next_cell",)
 LANGUAGE_INFO = {"name": "python", "codemirror_mode": {"name": "ipython", "version": 3}, "file_extension": ".py",
                  "mimetype": "text/x-python", "nbconvert_exporter": "python", "pygments_lexer": "ipython3"}
 _WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+_WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+_PROGRESS = ("FloatProgressModel", "IntProgressModel")
 
 
 def colab_url(ipynb: str | Path) -> str:
@@ -207,8 +209,34 @@ def stale_outputs(ipynb: Path) -> list[str]:
     return []
 
 
+def _widget_picture(state: dict, model_id: str) -> list | None:
+    """What a widget shows in its first state, from the widget state the run saved: the outputs of its Output
+    widgets and the values of its HTML widgets, in the order of its children. None for a progress bar (tqdm):
+    its text is timings, different on every run."""
+    model = state.get(model_id)
+    if model is None:
+        return []
+    name, s = model.get("model_name"), model.get("state", {})
+    if name in _PROGRESS:
+        return None
+    if name == "OutputModel":
+        return [nbformat.from_dict(o) for o in s.get("outputs", [])]
+    if name in ("HTMLModel", "HTMLMathModel"):
+        return [nbformat.v4.new_output("display_data", data={"text/html": s["value"]})] if s.get("value") else []
+    out = []
+    for child in s.get("children", []):
+        picture = _widget_picture(state, child.removeprefix("IPY_MODEL_"))
+        if picture is None:
+            return None
+        out += picture
+    return out
+
+
 def clean_outputs(nb) -> None:
-    """Drop widget state and volatile metadata; widget views cannot render without state, so drop those too."""
+    """Drop volatile metadata and the widget state. A widget view cannot render without its state, so each one is
+    replaced by a picture of its first state (`_widget_picture`): a reader who does not run the cell sees what the
+    widget shows. Progress bars are dropped."""
+    state = nb.metadata.get("widgets", {}).get(_WIDGET_STATE, {}).get("state", {})
     for c in nb.cells:
         c.metadata = {k: v for k, v in c.metadata.items() if k in _JUPYTEXT_CELL_KEYS}
         if c.cell_type != "code":
@@ -216,7 +244,8 @@ def clean_outputs(nb) -> None:
         kept = []
         for o in c.outputs:
             if o.output_type in ("display_data", "execute_result"):
-                if _WIDGET_MIME in o.data:  # a widget (or a tqdm bar): meaningless without a live kernel
+                if _WIDGET_MIME in o.data:
+                    kept += _widget_picture(state, o.data[_WIDGET_MIME].get("model_id", "")) or []
                     continue
                 o.metadata = {k: v for k, v in o.get("metadata", {}).items() if k != "execution"}
             kept.append(o)
