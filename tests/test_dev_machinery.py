@@ -1,11 +1,12 @@
 """The notebook machinery on temporary copies: each guard goes red when it should."""
 
+import ast
 import shutil
 
 import nbformat
 import pytest
 
-from mmcourse.dev import exercises, notebooks
+from mmcourse.dev import exercises, notebooks, widget_cells
 
 SOLUTION = '''# %% [markdown]
 # # 99 · Test chapter
@@ -248,3 +249,17 @@ def test_readme_colab_links_follow_the_repository_setting():
 
     fork = "[![Open In Colab](b.svg)](https://colab.research.google.com/github/someone/fork/blob/dev/notebooks/02_clip.ipynb)"
     assert COLAB_LINK.sub(notebooks.COLAB, fork).endswith(f"({notebooks.colab_url('notebooks/02_clip.ipynb')})")
+
+
+def test_every_lecture_widget_cell_has_stand_ins_and_ends_with_its_widget():
+    """The browser tests and `make compat` run each lecture's widget cells after its imports and stand-ins: a new
+    widget cell without stand-ins is named, not skipped."""
+    found = widget_cells.lectures()
+    assert {py.name[:2] for py in found} >= {"01", "02", "03", "04"}
+    for py in found:
+        namespace: dict = {}
+        exec(compile(widget_cells.setup_source(py), py.name, "exec"), namespace)
+        for cell in widget_cells.widget_cells(py):
+            assert isinstance(ast.parse(cell).body[-1], ast.Expr), f"{py.name}: a widget cell must end with its widget"
+    with pytest.raises(KeyError, match="no stand-ins for chapter '99'.*widget_cells.py"):
+        widget_cells.stand_ins("99")

@@ -1,18 +1,24 @@
 """The course's interactive widgets in a real JupyterLab + Chromium: each renders, each control (slider, dropdowns,
 text box) redraws the picture, and the page logs no JavaScript error and shows no 'Error displaying widget'.
 
-A small notebook builds an untrained tiny ViT on four images (a couple of seconds); the widgets' outputs only have to
-change, not be right. Every wait is bounded, and fails at once, naming them, when the page logs an error.
+A small notebook builds an untrained tiny ViT on four images (a couple of seconds) for the helpers of mmcourse.viz; the
+lectures' own widget cells run as written, after small stand-ins for what their earlier cells computed. The widgets'
+outputs only have to change, not be right. Every wait is bounded, and fails at once, naming them, when the page logs
+an error.
 Screenshots of each step: .browser-shots/test_widgets/.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import re
 import time
 
 import nbformat
 import pytest
+
+from mmcourse.dev import widget_cells
 
 SETUP = """\
 import torch
@@ -96,29 +102,36 @@ def _changes(nb: Page, cell, act, what: str) -> str:
     return after
 
 
-@pytest.fixture(scope="module")
-def notebook(lab, browser, shots):
-    """Writes the test notebook, opens it in JupyterLab, runs all cells and waits for both widgets' pictures."""
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in CELLS])
+@contextlib.contextmanager
+def opened(lab, browser, shots, cells: list[str], name: str):
+    """Writes a notebook of `cells` into the lab, opens it in a new page, runs all its cells; yields the Page."""
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, lab.root / "widgets.ipynb")
+    nbformat.write(nb, lab.root / name)
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     context.set_default_timeout(WAIT_MS // 2)  # Playwright's own waits (a click, a fill) are bounded too
     page = Page(context.new_page(), shots)
     try:
-        page.page.goto(f"{lab.url}/lab/tree/widgets.ipynb?reset&token={lab.token}", timeout=WAIT_MS)
-        page.wait(lambda: page.page.evaluate("""() => {
+        page.page.goto(f"{lab.url}/lab/tree/{name}?reset&token={lab.token}", timeout=WAIT_MS)
+        page.wait(lambda: page.page.evaluate("""n => {
             const panel = window.jupyterapp?.shell?.currentWidget;
-            return panel?.sessionContext?.session?.kernel?.status === 'idle' && panel.content?.widgets?.length === 3;
-        }"""), "notebook with an idle kernel", WAIT_MS)
-        page.shot("opened")
+            return panel?.sessionContext?.session?.kernel?.status === 'idle' && panel.content?.widgets?.length === n;
+        }""", len(cells)), "notebook with an idle kernel", WAIT_MS)
+        page.shot(f"{name} opened")
         page.page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
+        yield page
+    finally:
+        context.close()
+
+
+@pytest.fixture(scope="module")
+def notebook(lab, browser, shots):
+    """The test notebook open with all cells run, once both widgets show their pictures."""
+    with opened(lab, browser, shots, CELLS, "widgets.ipynb") as page:
         for i in (1, 2):
             page.wait(lambda i=i: _img_src(page.cell(i)), f"picture of the widget in cell {i}", WAIT_MS)
         page.shot("ran all cells")
         yield page
-    finally:
-        context.close()
 
 
 def _no_errors(nb: Page) -> None:
@@ -157,3 +170,72 @@ def test_text_image_explorer_redraws_for_slider_and_caption(notebook):
     nb.wait(lambda: _img_src(cell) is None and "type a caption" in cell.inner_text(), "'type a caption' prompt")
     nb.shot("text-image: empty caption", cell)
     _no_errors(nb)
+
+
+# --- the lectures' own widget cells (built with `widgets.X(...)`, not a helper above), as the lecture has them, after
+# its imports and small stand-ins for what its earlier cells computed (mmcourse.dev.widget_cells) ---------------------
+OWN = [py for py in widget_cells.lectures() if any(widget_cells.OWN_WIDGET.search(c)
+                                                    for c in widget_cells.widget_cells(py))]
+
+
+def _shown(cell) -> tuple | None:
+    """What the cell's output shows: its pictures' srcs and the text of its HTML widgets; None while it shows neither
+    (mid-redraw). Read in one step in the page, as `_img_src`."""
+    srcs, html = cell.locator(".jp-OutputArea-output").evaluate_all("""outs => [
+        outs.flatMap(o => [...o.querySelectorAll('img')].map(img => img.src)),
+        outs.flatMap(o => [...o.querySelectorAll('.widget-html-content')].map(h => h.innerText))]""")
+    return (tuple(srcs), tuple(html)) if srcs or any(h.strip() for h in html) else None
+
+
+def _changed(cell, before: tuple) -> tuple | None:
+    """What the cell shows now if it shows something other than `before`, else None."""
+    now = _shown(cell)
+    return now if now not in (None, before) else None
+
+
+def _controls(cell) -> list[tuple[str, object]]:
+    """(what, action) for every control in the cell's output: a slider one step right, a dropdown to its second option,
+    a text box to a new caption."""
+    sliders, texts = cell.locator(".noUi-handle"), cell.locator(".widget-text input")
+    selects = cell.locator(".jp-OutputArea-output select")
+
+    def slide(handle):
+        handle.focus()
+        handle.press("ArrowRight")
+
+    found = [(f"slider {k} one step", functools.partial(slide, sliders.nth(k))) for k in range(sliders.count())]
+    found += [(f"dropdown {k} second option", functools.partial(selects.nth(k).select_option, index=1))
+              for k in range(selects.count())]
+    found += [(f"text box {k} new caption", functools.partial(texts.nth(k).fill, "a big blue square left of a green "
+                                                              "triangle")) for k in range(texts.count())]
+    return found
+
+
+def _settled(nb: Page, cell, quiet_ms: int = 1000) -> tuple:
+    """What the cell shows once it has stopped changing for `quiet_ms` (a slider whose start is off its step grid
+    redraws twice: snapped to the grid, then one step on)."""
+    last, since = _shown(cell), time.monotonic()
+    deadline = since + WAIT_MS / 2000
+    while time.monotonic() - since < quiet_ms / 1000 and time.monotonic() < deadline:
+        nb.page.wait_for_timeout(100)
+        if (now := _shown(cell)) != last:
+            last, since = now, time.monotonic()
+    return last
+
+
+@pytest.mark.parametrize("py", OWN, ids=lambda p: p.stem)
+def test_lecture_widget_cells_redraw_for_each_control(lab, browser, shots, py):
+    cells = widget_cells.widget_cells(py)
+    with opened(lab, browser, shots, [widget_cells.setup_source(py), *cells], f"{py.stem}.ipynb") as nb:
+        for i in range(1, len(cells) + 1):
+            cell = nb.cell(i)
+            shown = nb.wait(functools.partial(_shown, cell), f"{py.stem}: output of widget cell {i}", WAIT_MS)
+            nb.shot(f"{py.stem} cell {i}", cell)
+            controls = _controls(cell)
+            assert controls, f"{py.stem}: widget cell {i} shows no slider, dropdown or text box"
+            for what, act in controls:
+                act()
+                nb.wait(functools.partial(_changed, cell, shown), f"{py.stem} cell {i}: new output after {what}")
+                shown = _settled(nb, cell)
+                nb.shot(f"{py.stem} cell {i} {what}", cell)
+        _no_errors(nb)
