@@ -13,7 +13,7 @@ export MMCOURSE_STRICT ?= 1
 PYTEST := OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n $(JOBS) --dist loadscope --nbval-lax --nbval-current-env \
 	--durations=15 -rs
 
-.PHONY: lab test chapter lint sync execute bench results readme clean
+.PHONY: lab test chapter lint sync execute bench results readme clean compat
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -59,6 +59,11 @@ results: $(STAMP)  ## print the results table; `make readme` writes it into READ
 
 readme: $(STAMP)
 	$(BIN)/python -m mmcourse.dev readme
+
+# Not part of `make test`: each env builds its own venv under .compat/ (torch with CUDA wheels from PyPI, ~6 GB)
+# and runs the unit tests on one thread. Both envs always run; it fails if either does.
+compat:  ## unit tests and widgets under Colab's versions (ipywidgets 7.7.1, torch 2.9) and pyproject's floors
+	bash compat/run.sh colab; a=$$?; bash compat/run.sh floors; b=$$?; test $$a -eq 0 && test $$b -eq 0
 
 clean:
 	rm -rf $(VENV) .mmcourse-cache
