@@ -116,6 +116,8 @@ def test_viz_helpers_return_displayable_objects():
         video_rows([clip, clip], ["one"])
     with pytest.raises(ValueError, match="one length"):
         video_rows([clip, clip[:2]], ["a", "b"])
-    assert "<script" in show_video(clip, fps=4).data
+    player = show_video(clip, fps=4).data
+    assert "<script" in player and "▶" in player and "‖" in player
+    assert "http" not in player and "fa fa-" not in player, "the player must load nothing from the internet"
     with pytest.raises(ValueError, match="captions: expected 6"):
         show_images(ds.images, ["one"])

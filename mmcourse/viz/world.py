@@ -6,6 +6,7 @@ Each helper returns what a notebook displays: a matplotlib Figure, an IPython Au
 from __future__ import annotations
 
 import math
+import re
 
 import matplotlib.pyplot as plt
 import torch
@@ -170,8 +171,18 @@ def video_rows(videos, labels: list[str], every: int = 1, size: float = 0.8, tit
     return fig
 
 
+# matplotlib's player draws its buttons with Font Awesome icons from a CDN: offline, the buttons are blank. The same
+# controls as text, so the player needs nothing from the internet.
+_PLAYER_ICONS = {"fa fa-minus": "−", "fa fa-fast-backward": "⇤", "fa fa-step-backward": "‹",
+                 "fa fa-play fa-flip-horizontal": "◀", "fa fa-pause": "‖", "fa fa-play": "▶",
+                 "fa fa-step-forward": "›", "fa fa-fast-forward": "⇥", "fa fa-plus": "+"}
+_CDN_STYLESHEET = re.compile(r'<link rel="stylesheet"\s+href="https://[^"]*font-awesome[^"]*">\n?')
+_ICON = re.compile(r'<i class="(fa [^"]+)"></i>')
+
+
 def show_video(video: Tensor, fps: int = 8, caption: str | None = None, size: float = 2.5):
-    """A video (T, C, H, W) as an inline JavaScript animation (IPython HTML)."""
+    """A video (T, C, H, W) as an inline JavaScript animation (IPython HTML), with nothing loaded from the
+    internet."""
     from IPython.display import HTML
 
     check_tensor(video, "video", ndim=4)
@@ -189,7 +200,7 @@ def show_video(video: Tensor, fps: int = 8, caption: str | None = None, size: fl
         return (shown,)
 
     anim = animation.FuncAnimation(fig, update, frames=video.shape[0], interval=1000 / fps, blit=True)
-    html = anim.to_jshtml()
+    html = _ICON.sub(lambda m: _PLAYER_ICONS.get(m.group(1), m.group(0)), _CDN_STYLESHEET.sub("", anim.to_jshtml()))
     plt.close(fig)
     return HTML(html)
 
