@@ -29,7 +29,7 @@ lab: $(STAMP)  ## set up, then open JupyterLab on the course
 	@test "$(LAB_FLAGS)" = "" || echo "running as root: starting JupyterLab with --allow-root"
 	$(BIN)/jupyter trust notebooks/*.ipynb >/dev/null
 	$(BIN)/python -m mmcourse.doctor --short
-	$(BIN)/jupyter lab $(LAB_FLAGS) notebooks/00_landscape.ipynb
+	$(BIN)/jupyter lab $(LAB_FLAGS) --config=jupyter_lab_config.py notebooks/00_landscape.ipynb
 
 # The shared models are trained first on every core: under the tests each process has one thread, and the others
 # would wait for them (videobert-tiny brings the video-tokenizer it reads).

@@ -141,6 +141,15 @@ def write_notebook(nb, path: Path) -> None:
     write_atomic(path, nbformat.writes(nb) + "\n")
 
 
+def drop_python_version(model: dict, **kwargs) -> None:
+    """JupyterLab's pre-save hook for the course (`make lab` passes jupyter_lab_config.py): the notebook is saved
+    without the Python version that its kernel wrote into language_info. That version differs from one learner's
+    Python to the next, so no committed notebook can carry it; with it, a lecture opened and saved unchanged would
+    show as modified in `git status`."""
+    if model.get("type") == "notebook" and isinstance(model.get("content"), dict):
+        model["content"].get("metadata", {}).get("language_info", {}).pop("version", None)
+
+
 def write_py(nb, path: Path) -> None:
     nb = nbformat.from_dict(dict(nb))
     nb.metadata = {"jupytext": dict(_JUPYTEXT_META)}

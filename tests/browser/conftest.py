@@ -55,8 +55,8 @@ def _write_json(path: Path, data) -> None:
 class Lab:
     """A running `jupyter lab`: its base URL, token and notebook folder; `stop()` ends it and its kernels."""
 
-    def __init__(self, home: Path):
-        self.home, self.root, self.token = home, home / "notebooks", uuid.uuid4().hex
+    def __init__(self, home: Path, config: Path | None = None):
+        self.home, self.root, self.token, self.config = home, home / "notebooks", uuid.uuid4().hex, config
         self.root.mkdir()
         settings = home / "settings"
         # Autosave off: the test never writes the notebook back, even into its temporary folder. No news, no
@@ -85,6 +85,8 @@ class Lab:
                "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
         if os.geteuid() == 0:
             cmd.append("--allow-root")
+        if self.config is not None:
+            cmd.append(f"--config={self.config}")
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(cmd, cwd=self.root, env=self.env, stdout=log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL)
@@ -148,8 +150,8 @@ def lab(chromium, tmp_path_factory):
 @pytest.fixture(scope="module")
 def course_lab(tmp_path_factory):
     """A JupyterLab (no browser needed) serving a copy of the course's notebooks, with their .py twins and the
-    jupytext pairing, as a learner's checkout has them."""
-    server = Lab(tmp_path_factory.mktemp("course-lab"))
+    jupytext pairing, as a learner's checkout has them, and JupyterLab's settings as `make lab` passes them."""
+    server = Lab(tmp_path_factory.mktemp("course-lab"), config=ROOT / "jupyter_lab_config.py")
     shutil.copy(ROOT / "jupytext.toml", server.root)
     for folder in ("notebooks", "solutions", "exercises"):
         shutil.copytree(ROOT / folder, server.root / folder, ignore=shutil.ignore_patterns(".*", "__pycache__"))

@@ -1,6 +1,7 @@
 """Opening and saving an unchanged notebook in JupyterLab leaves the checkout clean: each committed .ipynb, read
 through the Jupyter contents API and saved back (jupytext's pairing active, as in a learner's JupyterLab), comes back
-byte for byte, and its .py twin too. Needs no browser."""
+byte for byte, and its .py twin too; so does a save of what a kernel changes on opening (the Python version in
+language_info, dropped by the pre-save hook of jupyter_lab_config.py). Needs no browser."""
 
 import json
 import urllib.request
@@ -29,3 +30,7 @@ def test_open_and_save_changes_nothing(course_lab, path):
     _call(course_lab, path, "PUT", {"type": "notebook", "format": "json", "content": model["content"]})
     assert ipynb.read_text(encoding="utf-8") == before, f"{path}: saving it unchanged rewrites it (run `make sync`)"
     assert py.read_text(encoding="utf-8") == py_before, f"{path}: saving it rewrites its .py twin"
+    # Opened with a kernel, the notebook gains the kernel's Python version; the course's pre-save hook drops it.
+    model["content"]["metadata"]["language_info"]["version"] = "3.11.7"
+    _call(course_lab, path, "PUT", {"type": "notebook", "format": "json", "content": model["content"]})
+    assert ipynb.read_text(encoding="utf-8") == before, f"{path}: the kernel's Python version was saved into it"
