@@ -13,7 +13,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import re
+import shutil
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -239,3 +243,46 @@ def test_lecture_widget_cells_redraw_for_each_control(lab, browser, shots, py):
                 shown = _settled(nb, cell)
                 nb.shot(f"{py.stem} cell {i} {what}", cell)
         _no_errors(nb)
+
+
+# --- the saved lectures' media, as a reader opens them (not run): audio players and animations ---------------------
+def _media(ipynb: Path) -> tuple[int, int]:
+    """(audio players, animations) among the notebook's saved outputs."""
+    html = [o.get("data", {}).get("text/html", "") for c in nbformat.read(ipynb, as_version=4).cells
+            for o in c.get("outputs", [])]
+    html = ["".join(h) if isinstance(h, list) else h for h in html]
+    return sum(h.count("<audio") for h in html), sum(h.count('class="animation"') for h in html)
+
+
+MEDIA = [p for p in sorted((widget_cells.ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")) if any(_media(p))]
+
+
+@pytest.mark.parametrize("ipynb", MEDIA, ids=lambda p: p.stem)
+def test_saved_lecture_plays_its_audio_and_animations_offline(lab, browser, shots, ipynb):
+    """Every audio player of the saved outputs is on the page, every animation advances when played, and nothing
+    is fetched from the internet (a failed request is a console error: no test machine reaches a CDN)."""
+    audio, animations = _media(ipynb)
+    shutil.copy(ipynb, lab.root / ipynb.name)
+    # Trusted, as `make lab` leaves the course's notebooks: JupyterLab runs no script of an untrusted notebook's
+    # outputs, so its animations show a broken image (the audio players need no script).
+    subprocess.run([sys.executable, "-m", "jupyter", "trust", str(lab.root / ipynb.name)], env=lab.env, check=True,
+                   capture_output=True, timeout=60)
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context.set_default_timeout(WAIT_MS // 2)
+    nb = Page(context.new_page(), shots)
+    try:
+        nb.page.goto(f"{lab.url}/lab/tree/{ipynb.name}?reset&token={lab.token}", timeout=WAIT_MS)
+        players = nb.page.locator(".jp-OutputArea-output .animation")
+        nb.wait(lambda: players.count() == animations and nb.page.locator(".jp-OutputArea-output audio").count()
+                == audio, f"{audio} audio players and {animations} animations", WAIT_MS)
+        for k in range(animations):
+            player = players.nth(k)
+            player.scroll_into_view_if_needed()
+            frame = player.locator("input[type=range]")
+            start = frame.input_value()
+            player.locator('button[title="Play"]').click()
+            nb.wait(lambda f=frame, s=start: f.input_value() != s, f"animation {k + 1} to advance")
+            nb.shot(f"{ipynb.stem} animation {k + 1} playing", player)
+        _no_errors(nb)
+    finally:
+        context.close()
