@@ -23,6 +23,7 @@ import nbformat
 import pytest
 
 from mmcourse.dev import widget_cells
+from mmcourse.dev.notebooks import ROOT
 
 SETUP = """\
 import torch
@@ -107,16 +108,25 @@ def _changes(nb: Page, cell, act, what: str) -> str:
 
 
 @contextlib.contextmanager
+def page_of(lab, browser, shots, name: str):
+    """The notebook `name` of the lab open in a new page (bounded waits); yields the Page, closes it after."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context.set_default_timeout(WAIT_MS // 2)  # Playwright's own waits (a click, a fill) are bounded too
+    try:
+        page = Page(context.new_page(), shots)
+        page.page.goto(f"{lab.url}/lab/tree/{name}?reset&token={lab.token}", timeout=WAIT_MS)
+        yield page
+    finally:
+        context.close()
+
+
+@contextlib.contextmanager
 def opened(lab, browser, shots, cells: list[str], name: str):
     """Writes a notebook of `cells` into the lab, opens it in a new page, runs all its cells; yields the Page."""
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, lab.root / name)
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    context.set_default_timeout(WAIT_MS // 2)  # Playwright's own waits (a click, a fill) are bounded too
-    page = Page(context.new_page(), shots)
-    try:
-        page.page.goto(f"{lab.url}/lab/tree/{name}?reset&token={lab.token}", timeout=WAIT_MS)
+    with page_of(lab, browser, shots, name) as page:
         page.wait(lambda: page.page.evaluate("""n => {
             const panel = window.jupyterapp?.shell?.currentWidget;
             return panel?.sessionContext?.session?.kernel?.status === 'idle' && panel.content?.widgets?.length === n;
@@ -124,8 +134,6 @@ def opened(lab, browser, shots, cells: list[str], name: str):
         page.shot(f"{name} opened")
         page.page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
         yield page
-    finally:
-        context.close()
 
 
 @pytest.fixture(scope="module")
@@ -254,7 +262,7 @@ def _media(ipynb: Path) -> tuple[int, int]:
     return sum(h.count("<audio") for h in html), sum(h.count('class="animation"') for h in html)
 
 
-MEDIA = [p for p in sorted((widget_cells.ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")) if any(_media(p))]
+MEDIA = [p for p in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")) if any(_media(p))]
 
 
 @pytest.mark.parametrize("ipynb", MEDIA, ids=lambda p: p.stem)
@@ -267,11 +275,7 @@ def test_saved_lecture_plays_its_audio_and_animations_offline(lab, browser, shot
     # outputs, so its animations show a broken image (the audio players need no script).
     subprocess.run([sys.executable, "-m", "jupyter", "trust", str(lab.root / ipynb.name)], env=lab.env, check=True,
                    capture_output=True, timeout=60)
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    context.set_default_timeout(WAIT_MS // 2)
-    nb = Page(context.new_page(), shots)
-    try:
-        nb.page.goto(f"{lab.url}/lab/tree/{ipynb.name}?reset&token={lab.token}", timeout=WAIT_MS)
+    with page_of(lab, browser, shots, ipynb.name) as nb:
         players = nb.page.locator(".jp-OutputArea-output .animation")
         nb.wait(lambda: players.count() == animations and nb.page.locator(".jp-OutputArea-output audio").count()
                 == audio, f"{audio} audio players and {animations} animations", WAIT_MS)
@@ -284,5 +288,3 @@ def test_saved_lecture_plays_its_audio_and_animations_offline(lab, browser, shot
             nb.wait(lambda f=frame, s=start: f.input_value() != s, f"animation {k + 1} to advance")
             nb.shot(f"{ipynb.stem} animation {k + 1} playing", player)
         _no_errors(nb)
-    finally:
-        context.close()
