@@ -1,10 +1,11 @@
 # %% [markdown]
-# # 05 · Exercises: LLaVA's splice
+# # 05 · Exercises: LLaVA's splice and its training
 #
 # The step that lets a language model see: image features spliced into the token embeddings, with the labels that
-# keep them out of the loss. One splice to build, one to fix, and questions on the chapter — each checked against
-# the course's reference. Write the body of each function (or your answer), run its cell, then run the `check` cell
-# below it: it prints ✓ when your answer is right, or what was expected, what came out and a hint.
+# keep them out of the loss. One splice to build, one to fix, a training recipe to choose, and questions on the
+# chapter — each checked against the course's reference. Write the body of each function (or your answer), run its
+# cell, then run the `check` cell below it: it prints ✓ when your answer is right, or what was expected, what came
+# out and a hint.
 #
 # (`solutions/` holds the worked answers; `exercises/` is generated from it with the answers removed.)
 
@@ -124,7 +125,30 @@ embeds, spliced = fix_splice(ids, labels, torch.randn(1, 3, 4), embedding)
 print("embeds:", tuple(embeds.shape), " labels:", spliced.tolist())
 
 # %% [markdown]
-# ## 3. Check yourself
+# ## 3. Experiment: a tiny LLaVA on a budget
+#
+# The lecture's recipe trains 300 stage-1 steps and 1 600 stage-2 steps. Here you have at most **300 stage-2
+# steps**. Choose the projector (`"linear"`, `"mlp2x_gelu"` or `"merge2x2"`), whether to run stage 1 first (its 300
+# steps train the projector alone and do not count), whether stage 2 tunes the language model (`tune_lm`) or only
+# the projector, and the number of stage-2 steps, so that the model answers at least 60 % of 300 new test
+# questions exactly right (relation questions aside, which no recipe of this size learns). The check trains your
+# recipe with `llava_tiny.train` and scores it: about a minute on a laptop CPU.
+# Section 6 of the lecture measured each choice alone.
+
+
+# %%
+def my_recipe():
+    """-> {"projector": str, "stage1": bool, "tune_lm": bool, "steps": int}"""
+    # BEGIN SOLUTION
+    return {"projector": "linear", "stage1": False, "tune_lm": True, "steps": 300}
+    # END SOLUTION
+
+
+# %%
+check("05.recipe", my_recipe)
+
+# %% [markdown]
+# ## 4. Check yourself
 #
 # **Q1.** LLaVA feeds its projector the patch tokens of the CLIP vision tower's penultimate layer, not its last.
 # Why?

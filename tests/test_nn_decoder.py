@@ -270,3 +270,17 @@ def test_forward_bad_input_raises_clear_error():
         TextDecoder(V, CTX, W, 1, 4, eot_id=EOT, pad_id=PAD).generate()
     with pytest.raises(ValueError, match=r"eot_id must be a token id in \[0, 50\), got 50"):
         TextDecoder(V, CTX, W, 1, 4, eot_id=V, pad_id=PAD)
+
+
+@pytest.mark.parametrize("search", ["greedy", "sample"])
+def test_streamer_sees_each_token_as_it_is_chosen(search):
+    decoder = make(False)
+    ids, _ = inputs(memory=False)
+    lengths = torch.tensor([7, 3, 5])
+    steps = []
+    out = decoder.generate(ids, lengths=lengths, max_new_tokens=12, generator=torch.Generator().manual_seed(0),
+                           streamer=lambda tokens: steps.append(tokens.clone()), **SEARCHES[search])
+    assert len(steps) == out.ids.shape[1]
+    torch.testing.assert_close(torch.stack(steps, dim=1), out.ids, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="beam search"):
+        decoder.generate(ids, lengths=lengths, num_beams=2, streamer=print)

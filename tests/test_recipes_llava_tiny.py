@@ -77,3 +77,27 @@ def test_answers_come_back_in_order_and_batched_equals_alone(visual, lm):
     ids, lengths = R.prompts(data.questions)
     tok = chat_tokenizer()
     assert (ids[torch.arange(6), lengths - 1] == tok.stoi["<assistant>"]).all()
+
+
+def test_breakdown_scores_the_truth_at_the_ceiling_and_counts_each_type(visual):
+    data = R.vqa_set(visual, n=40, seed=6)
+    truth = R.breakdown(data.truths, data)
+    assert truth["exact"] == truth["no relations"] == 1.0 and truth["official"] == truth["ceiling"] < 1.0
+    assert set(truth["by type"]) == set(data.types) and all(v == 1.0 for v in truth["by type"].values())
+    wrong = R.breakdown(["purple elephant"] * 40, data)
+    assert wrong["exact"] == wrong["official"] == 0.0 and wrong["ceiling"] == truth["ceiling"]
+    half = [t if k % 2 else "purple elephant" for k, t in enumerate(data.truths)]
+    exact = R.breakdown(half, data)
+    assert exact["exact"] == 0.5
+    kept = [k for k, t in enumerate(data.types) if t != "relation"]
+    assert exact["no relations"] == sum(k % 2 for k in kept) / len(kept)
+    with pytest.raises(ValueError):
+        R.breakdown(data.truths[:-1], data)
+
+
+def test_in_words_tells_each_scene_before_its_question(visual):
+    data = R.vqa_set(visual, n=5, seed=6)
+    told = R.in_words(data)
+    assert all(t.endswith(". " + q) for t, q in zip(told, data.questions))
+    assert all(len(t) > len(q) + 10 for t, q in zip(told, data.questions))
+    assert told == R.in_words(data)

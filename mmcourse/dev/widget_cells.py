@@ -100,4 +100,20 @@ def _stand_ins_04():  # the ITM explorer over an untrained course BLIP and rando
     return {"model": model, "tok": blip_tiny.tokenizer(), "test": test, "device": torch.device("cpu")}
 
 
-STAND_INS = {"01": _stand_ins_01, "02": _stand_ins_02, "03": _stand_ins_03, "04": _stand_ins_04}
+def _stand_ins_05():  # the chat: an untrained course LLaVA (one-block tower, one-layer LM) and random images
+    from mmcourse.data.chat import chat_tokenizer
+    from mmcourse.nn import VisionTransformer
+    from mmcourse.recipes import llava_tiny, tiny_lm
+
+    torch.manual_seed(0)
+    visual = VisionTransformer(32, 4, width=16, layers=2, heads=2, output_dim=16, conv_stem=True).eval()
+    model = llava_tiny.build(visual, tiny_lm.build(layers=1)).eval()
+    images = torch.rand(40, 3, 32, 32)
+    features = llava_tiny.patch_features(visual, images)
+    sets = {name: SimpleNamespace(images=images[k::2], features=features[k::2])
+            for k, name in enumerate(("seen", "held_out"))}
+    return {"model": model, "tok": chat_tokenizer(), "device": torch.device("cpu"), **sets}
+
+
+STAND_INS = {"01": _stand_ins_01, "02": _stand_ins_02, "03": _stand_ins_03, "04": _stand_ins_04,
+             "05": _stand_ins_05}

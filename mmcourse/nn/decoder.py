@@ -13,6 +13,7 @@ is masked as keys and positions are counted per row, so each row gets the tokens
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -99,18 +100,22 @@ class TextDecoder(nn.Module):
                  memory: Tensor | None = None, memory_padding_mask: Tensor | None = None, max_new_tokens: int = 20,
                  do_sample: bool = False, temperature: float = 1.0, top_k: int | None = None, top_p: float = 1.0,
                  num_beams: int = 1, length_penalty: float = 1.0, generator: torch.Generator | None = None,
-                 use_cache: bool = True) -> GenerateOutput:
+                 use_cache: bool = True, streamer: Callable[[Tensor], None] | None = None) -> GenerateOutput:
         """Continue each prompt until eot_id or max_new_tokens; stop when every row has ended.
 
         Prompt: ids (B, L) or embeds (B, L, width), right-padded with `lengths` (B,) real tokens per row;
         neither: one sot_id per row (B = len(memory)). Greedy by default. do_sample: draw from
         softmax(logits / temperature) cut to the top_k tokens and to the nucleus, the fewest most likely tokens
         whose probability reaches top_p (Holtzman et al. 2020). num_beams > 1: beam search on
-        log p / length^length_penalty (0: the sequence's log-probability itself).
+        log p / length^length_penalty (0: the sequence's log-probability itself). streamer(tokens (B,)) is
+        called with each step's tokens as they are chosen (greedy and sampling; pad_id for rows that ended), to
+        show an answer while it is written.
         """
         _check_search(max_new_tokens, temperature, top_k, top_p, num_beams, length_penalty, do_sample)
         prefix = self._start(ids, embeds, lengths, memory, memory_padding_mask, max_new_tokens, use_cache)
         if num_beams > 1:
+            if streamer is not None:
+                raise ValueError("streamer: beam search only knows its answer at the end; stream greedy or sampling")
             return self._beam_search(prefix, num_beams, max_new_tokens, length_penalty)
         B, dev = len(prefix.x), prefix.x.device
         done, lengths = torch.zeros(B, dtype=torch.bool, device=dev), torch.zeros(B, dtype=torch.long, device=dev)
@@ -119,6 +124,8 @@ class TextDecoder(nn.Module):
             logits = prefix.next_logits()
             token = _sample(logits, temperature, top_k, top_p, generator) if do_sample else logits.argmax(-1)
             tokens.append(token.masked_fill(done, self.pad_id))
+            if streamer is not None:
+                streamer(tokens[-1])
             lengths += ~done
             done |= tokens[-1] == self.eot_id
             if done.all():

@@ -1,15 +1,23 @@
 """Chapter 05 exercises: the batched splice of image features into the token embeddings, with label masking
-(build); a one-image-per-row splice that leaves the image positions in the loss (fix); three questions (quiz)."""
+(build); a one-image-per-row splice that leaves the image positions in the loss (fix); a training recipe within a
+step budget (experiment); three questions (quiz)."""
 
 from __future__ import annotations
+
+import contextlib
+import functools
+import io
 
 import torch
 from torch import nn
 
+from mmcourse import zoo
 from mmcourse.grading.core import devices, expect_close, expect_equal, fail, register, register_quiz
 from mmcourse.losses.lm import lm_loss
+from mmcourse.models.llava import PROJECTORS
 from mmcourse.models.llava import splice as _splice
 from mmcourse.nn import TextDecoder
+from mmcourse.recipes import llava_tiny
 
 IMG, PAD, IGNORE = -200, 0, -100
 VOCAB, WIDTH = 12, 4
@@ -233,6 +241,64 @@ def _test_fix_splice(fn):
                      "a token's embedding, and the row's image in place of its placeholder")
         n += 1
     return n
+
+
+# ---------------------------------------------------------------- 05.recipe (experiment)
+MAX_STEPS, MIN_EXACT, QUICK = 300, 0.6, 300
+
+
+@functools.cache
+def _quick_set():
+    """The frozen CLIP tower and tiny LM of the zoo, and 300 test questions on new images of the training pairs."""
+    visual = zoo.load("clip-tiny", verbose=False).visual
+    return visual, zoo.load("tiny-lm", verbose=False), llava_tiny.vqa_set(visual, n=QUICK)
+
+
+def _recipe_reference():
+    return {"projector": "linear", "stage1": False, "tune_lm": True, "steps": 300}
+
+
+def _recipe_over_budget():
+    """trains the full recipe's 1 600 stage-2 steps, over the exercise's budget"""
+    return {"projector": "merge2x2", "stage1": True, "tune_lm": True, "steps": 1600}
+
+
+def _recipe_unknown_projector():
+    """a projector the course does not have"""
+    return {"projector": "qformer", "stage1": False, "tune_lm": True, "steps": 300}
+
+
+def _recipe_too_short():
+    """LLaVA's linear projector, stage 2 only, stopped after 50 steps"""
+    return {"projector": "linear", "stage1": False, "tune_lm": True, "steps": 50}
+
+
+@register("05.recipe", _recipe_reference, [_recipe_over_budget, _recipe_unknown_projector, _recipe_too_short])
+def _test_recipe(fn):
+    recipe = fn()
+    keys = {"projector", "stage1", "tune_lm", "steps"}
+    if not isinstance(recipe, dict) or set(recipe) != keys:
+        fail("my_recipe() must return a dict with the keys projector, stage1, tune_lm, steps", "e.g. {'projector': "
+             "'linear', 'stage1': False, 'tune_lm': False, 'steps': 100}", recipe)
+    if not all(isinstance(recipe[k], bool) for k in ("stage1", "tune_lm")):
+        fail("stage1 and tune_lm are True or False", "two bools", (recipe["stage1"], recipe["tune_lm"]))
+    if recipe["projector"] not in PROJECTORS:
+        fail("unknown projector", f"one of {PROJECTORS}", recipe["projector"])
+    steps = recipe["steps"]
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
+        fail("steps: the stage-2 budget is at most 300 steps", f"an int in [1, {MAX_STEPS}]", steps)
+    visual, lm, data = _quick_set()
+    model = llava_tiny.build(visual, lm, recipe["projector"])
+    with contextlib.redirect_stdout(io.StringIO()):
+        if recipe["stage1"]:
+            llava_tiny.train(model, stage=1, progress=False)
+        llava_tiny.train(model, stage=2, tune_lm=recipe["tune_lm"], steps=steps, progress=False)
+    got = llava_tiny.breakdown(llava_tiny.answer(model, data.questions, data.features), data)["no relations"]
+    if got < MIN_EXACT:
+        fail(f"{recipe}: {got:.3f} of the questions (relations aside) answered exactly right",
+             f"≥ {MIN_EXACT}", f"{got:.3f}", "the lecture's section 6 measured each choice alone at 300 steps: which "
+             "projector learns fastest per step, and whether stage 1 pays for a model this small")
+    return 1
 
 
 # ---------------------------------------------------------------- quizzes
