@@ -469,7 +469,8 @@ except RuntimeError as error:
 chat_images = torch.cat([seen.images[:20], held_out.images[:20]])
 chat_features = torch.cat([seen.features[:20], held_out.features[:20]])
 picker = widgets.IntSlider(value=0, min=0, max=len(chat_images) - 1, description="image")
-question = widgets.Text(value="what colour is the circle?", description="question", continuous_update=False)
+question = widgets.Text(value="what colour is the circle?", description="question", continuous_update=False,
+                        layout=widgets.Layout(width="60%"))  # sent on Enter
 reply = widgets.HTML()
 
 

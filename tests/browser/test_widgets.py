@@ -207,7 +207,7 @@ def _changed(cell, before: tuple) -> tuple | None:
 
 def _controls(cell) -> list[tuple[str, object]]:
     """(what, action) for every control in the cell's output: a slider one step right, a dropdown to its second option,
-    a text box to a new caption."""
+    a text box to a new caption (typed, then Enter)."""
     sliders, texts = cell.locator(".noUi-handle"), cell.locator(".widget-text input")
     selects = cell.locator(".jp-OutputArea-output select")
 
@@ -218,8 +218,11 @@ def _controls(cell) -> list[tuple[str, object]]:
     found = [(f"slider {k} one step", functools.partial(slide, sliders.nth(k))) for k in range(sliders.count())]
     found += [(f"dropdown {k} second option", functools.partial(selects.nth(k).select_option, index=1))
               for k in range(selects.count())]
-    found += [(f"text box {k} new caption", functools.partial(texts.nth(k).fill, "a big blue square left of a green "
-                                                              "triangle")) for k in range(texts.count())]
+    def type_in(box):  # then Enter, as a reader does: a text box with continuous_update=False sends its value then
+        box.fill("a big blue square left of a green triangle")
+        box.press("Enter")
+
+    found += [(f"text box {k} new caption", functools.partial(type_in, texts.nth(k))) for k in range(texts.count())]
     return found
 
 

@@ -255,7 +255,7 @@ def _quick_set():
 
 
 def _recipe_reference():
-    return {"projector": "linear", "stage1": False, "tune_lm": True, "steps": 300}
+    return {"projector": "merge2x2", "stage1": False, "tune_lm": True, "steps": 300}
 
 
 def _recipe_over_budget():
@@ -269,8 +269,8 @@ def _recipe_unknown_projector():
 
 
 def _recipe_too_short():
-    """LLaVA's linear projector, stage 2 only, stopped after 50 steps"""
-    return {"projector": "linear", "stage1": False, "tune_lm": True, "steps": 50}
+    """the merger, stage 2 only, stopped after 50 steps"""
+    return {"projector": "merge2x2", "stage1": False, "tune_lm": True, "steps": 50}
 
 
 @register("05.recipe", _recipe_reference, [_recipe_over_budget, _recipe_unknown_projector, _recipe_too_short])
