@@ -152,9 +152,9 @@ for name, s in lm_scores.items():
 # %% [markdown]
 # A perplexity of 1.96 looks like a model that knows its world, and the table says it does not: told the scene in
 # words, it answers only 0.338 of the colour questions and 0.287 of the shape questions — for shapes no better than
-# with no words at all (0.303), and relations near chance (0.442). The world's text is made of
-# templates, so most tokens are easy to predict; the few tokens that need the scene read carefully — the answers —
-# weigh little in the perplexity. Keep this in mind for what follows: LLaVA's language model arrives knowing how to
+# with no words at all (0.303), and relations near chance (0.442). The world's text is made of templates, so most
+# tokens are easy to predict; the few tokens that need the scene read carefully — the answers — weigh little in the
+# perplexity. Keep this in mind for what follows: LLaVA's language model arrives knowing how to
 # answer from a description, and ours mostly does not. Without the image or the words, it can only guess the
 # likeliest answer to each kind of question ("yes", "1", a common colour).
 #
@@ -368,7 +368,7 @@ for name, (exact, held, seconds) in FULL_LENGTH.items():
 # lands between the two. The frozen language model stays far behind (0.513): in this course it is the language model
 # that has to learn to read the image. And no variant answers the held-out pairs: the features themselves come from a
 # CLIP that never saw those pairs.
-
+#
 # ## 7. Where does the answer look?
 #
 # The first word of the answer is predicted at the `<assistant>` position. Its attention to the 16 image tokens,
