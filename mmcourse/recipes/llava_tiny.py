@@ -47,7 +47,7 @@ from mmcourse.utils import check_tensor, get_device, make_generator, python_rng,
 
 __all__ = ["BATCH_SIZE", "STAGES", "HYPER", "patch_features", "KINDS", "conversation",
            "stream", "build", "train", "VQASet", "vqa_set", "in_words", "vqa_sets", "answer",
-           "vqa_score", "breakdown", "evaluate", "prompts"]
+           "breakdown", "evaluate", "prompts"]
 
 BATCH_SIZE = 32
 STAGES = {1: dict(steps=300, lr=2e-3, warmup=15), 2: dict(steps=1600, lr=2e-3, warmup=40)}
@@ -189,11 +189,6 @@ def answer(model: LLaVA | TextDecoder, questions: Sequence[str], features: Tenso
                                  max_new_tokens=max_new_tokens, **generate_kw)
         out += tok.decode_batch(gen.ids.cpu())
     return out
-
-
-def vqa_score(model: LLaVA, data: VQASet) -> float:
-    """Official VQA accuracy of the model's greedy answers."""
-    return vqa_accuracy(answer(model, data.questions, data.features), data.answers)
 
 
 def breakdown(predictions: Sequence[str], data: VQASet) -> dict:

@@ -218,7 +218,7 @@ def _controls(cell) -> list[tuple[str, object]]:
     found = [(f"slider {k} one step", functools.partial(slide, sliders.nth(k))) for k in range(sliders.count())]
     found += [(f"dropdown {k} second option", functools.partial(selects.nth(k).select_option, index=1))
               for k in range(selects.count())]
-    def type_in(box):  # then Enter, as a reader does: a text box with continuous_update=False sends its value then
+    def type_in(box):  # then Enter, as a reader does: a box with continuous_update=False sends its value on Enter
         box.fill("a big blue square left of a green triangle")
         box.press("Enter")
 
