@@ -34,6 +34,8 @@ RECIPES = {  # entry name -> recipe module
     "tiny-lm": "mmcourse.recipes.tiny_lm",
     "video-tokenizer": "mmcourse.recipes.video_tokenizer",
     "videobert-tiny": "mmcourse.recipes.videobert_tiny",
+    "unclip-tiny": "mmcourse.recipes.unclip_tiny",
+    "judge-tiny": "mmcourse.recipes.judge_tiny",
 }
 
 
