@@ -77,7 +77,8 @@ class UnCLIPDecoder(nn.Module):
 
     @torch.no_grad()
     def sample(self, image_embeds: Tensor, guidance: float = 0.0, steps: int | None = None,
-               seed: int | torch.Generator = 0, return_trajectory: bool = False) -> Tensor | tuple[Tensor, list[Tensor]]:
+               seed: int | torch.Generator = 0,
+               return_trajectory: bool = False) -> Tensor | tuple[Tensor, list[Tensor]]:
         """Images (B, 3, S, S) in [0, 1] drawn for image_embeds (B, D).
 
         steps=None: DDPM's ancestral sampler over all T steps; an int: DDIM over that many evenly spaced steps.

@@ -2,7 +2,7 @@
 evaluation. The zoo entry "unclip-tiny" is this recipe (it needs "clip-tiny"); "judge-tiny" reads its samples.
 
     clip = zoo.load("clip-tiny")
-    data = close_ups(TRAIN_IMAGES)                # one large shape near the centre: 32 x 32 for CLIP, its 16 x 16 middle
+    data = close_ups(TRAIN_IMAGES)                # one large shape near the centre: 32 x 32 and its 16 x 16 middle
     model = build()                               # UnCLIP: a residual-MLP prior and a 1.1 M-parameter UNet decoder
     train(model, clip, data)                      # PRIOR_STEPS of the prior, then STEPS of the decoder
     text_to_image(model, clip, judge, guidance=3) # {"colour", "shape", "both"}: the judge's reading of the samples
