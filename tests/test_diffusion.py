@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 
+from mmcourse.data.world import BACKGROUND
 from mmcourse.losses.diffusion import NoiseSchedule, diffusion_loss
 from mmcourse.models.unclip import Judge, Prior, UnCLIP, UnCLIPDecoder
 from mmcourse.nn.unet import UNet, timestep_embedding
@@ -167,9 +168,14 @@ def test_close_ups_and_the_judged_measures():
     torch.testing.assert_close(data.crops, data.full[:, :, 8:24, 8:24])
     assert ((data.scenes.center - 0.5).abs() <= unclip_tiny.CENTRE_SPREAD / 2).all()
     assert (data.scenes.n_objects == 1).all() and (data.scenes.size[:, 0] == 1).all()
-    images = torch.stack([torch.zeros(3, 2, 2), torch.ones(3, 2, 2), torch.zeros(3, 2, 2), torch.zeros(3, 2, 2)])
-    assert unclip_tiny.diversity(images, 2) == pytest.approx(images.reshape(2, 2, 3, 2, 2).std(0).mean().item())
-    assert unclip_tiny.diversity(torch.zeros(4, 3, 2, 2), 2) == 0
+    background = torch.tensor(BACKGROUND)[:, None, None].expand(3, 4, 4)
+    red, pink = torch.tensor([0.9, 0.1, 0.1]), torch.tensor([0.9, 0.3, 0.6])
+    images = background.repeat(4, 1, 1, 1).clone()
+    for i, colour in enumerate([red, red, red, pink]):  # prompts 0 and 1 interleaved: (red, red), (red, pink)
+        images[i, :, 1:3, 1:3] = colour[:, None, None]
+    torch.testing.assert_close(unclip_tiny.object_colour(images), torch.stack([red, red, red, pink]))
+    spread = torch.stack([red, pink]).std(0).mean().item() / 2  # prompt 0 has none, prompt 1 this
+    assert unclip_tiny.diversity(images, 2) == pytest.approx(spread)
     with pytest.raises(ValueError, match="2 samples"):
         unclip_tiny.diversity(images, 4)
 

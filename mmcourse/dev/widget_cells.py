@@ -115,5 +115,15 @@ def _stand_ins_05():  # the chat: an untrained course LLaVA (one-block tower, on
     return {"model": model, "tok": chat_tokenizer(), "device": torch.device("cpu"), **sets}
 
 
+def _stand_ins_06():  # the guidance slider over precomputed samples: random images and made-up accuracies per weight
+    from mmcourse.data import CLASS_NAMES
+
+    weights = (0.0, 1.0, 3.0)
+    g = torch.Generator().manual_seed(0)
+    return {"WEIGHTS": weights, "pair_names": list(CLASS_NAMES),
+            "sweep": {w: {"both": 0.5 + w / 10, "n": 80, "diversity": 0.1 - w / 100} for w in weights},
+            "sweep_images": {w: torch.rand(len(CLASS_NAMES), 3, 16, 16, generator=g) for w in weights}}
+
+
 STAND_INS = {"01": _stand_ins_01, "02": _stand_ins_02, "03": _stand_ins_03, "04": _stand_ins_04,
-             "05": _stand_ins_05}
+             "05": _stand_ins_05, "06": _stand_ins_06}

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from mmcourse.data import ZERO_SHOT_TEMPLATES, Scenes, Tokenizer, class_phrases, render, sample_scenes
-from mmcourse.data.world import SHAPES, allowed_pairs
+from mmcourse.data.world import BACKGROUND, SHAPES, allowed_pairs
 from mmcourse.models.clip import CLIP, encode_images, encode_texts
 from mmcourse.models.unclip import Judge, Prior, UnCLIP, UnCLIPDecoder
 from mmcourse.recipes.clip_tiny import CONTEXT_LENGTH
@@ -28,8 +28,8 @@ from mmcourse.train import History, fit
 from mmcourse.utils import check_number, get_device, make_generator, python_rng, seed_everything
 
 __all__ = ["VERSION", "NEEDS", "IMAGE_SIZE", "TRAIN_IMAGES", "STEPS", "BATCH_SIZE", "HYPER", "PRIOR_STEPS", "T",
-           "CloseUps", "close_ups", "crop", "embed", "build", "train", "prompts", "text_embeddings", "text_to_image",
-           "judge_accuracy", "diversity"]
+           "SEEN_LABELS", "CloseUps", "close_ups", "crop", "embed", "build", "train", "prompts", "text_embeddings",
+           "text_to_image", "judge_accuracy", "object_colour", "diversity"]
 
 VERSION = 1
 NEEDS = ("clip-tiny",)
@@ -41,6 +41,7 @@ HYPER = dict(lr=2e-3, betas=(0.9, 0.99), weight_decay=0.0, warmup=50, grad_clip=
 PRIOR_STEPS = 400
 T = 200
 CENTRE_SPREAD = 0.12  # object centres lie within +-6 % of the image side around the middle
+SEEN_LABELS = tuple(c * len(SHAPES) + s for c, s in allowed_pairs("train"))  # the 20 pairs training images show
 
 
 @dataclass
@@ -136,13 +137,22 @@ def judge_accuracy(judge: Judge, images: Tensor, labels: Tensor) -> dict[str, fl
             "both": (colour & shape).float().mean().item()}
 
 
+def object_colour(images: Tensor) -> Tensor:
+    """The mean colour (N, 3) of each image's object: its pixels that differ from the world's background by more
+    than 0.25 in some channel."""
+    background = torch.tensor(BACKGROUND, device=images.device)[:, None, None]
+    fg = ((images - background).abs().amax(1, keepdim=True) > 0.25).float()
+    return (images * fg).sum((2, 3)) / fg.sum((2, 3)).clamp(min=1)
+
+
 def diversity(images: Tensor, groups: int) -> float:
-    """Mean per-pixel standard deviation across the samples of one prompt, averaged over prompts: images (G·k, ...)
-    hold `groups` prompts' samples interleaved (image i belongs to prompt i % groups)."""
+    """Colour diversity: the standard deviation, across the samples of one prompt, of the object's mean colour
+    (`object_colour`), averaged over RGB and prompts. images (G·k, 3, S, S) hold `groups` prompts' samples
+    interleaved (image i belongs to prompt i % groups)."""
     check_number(groups, "groups", integer=True, low=1)
     if len(images) % groups or len(images) // groups < 2:
         raise ValueError(f"diversity needs at least 2 samples of each of {groups} prompts, got {len(images)} images")
-    return images.reshape(-1, groups, *images.shape[1:]).std(dim=0).mean().item()
+    return object_colour(images).reshape(-1, groups, 3).std(dim=0).mean().item()
 
 
 def text_to_image(model: UnCLIP, clip: CLIP, judge: Judge, per_pair: int = 4, split: str = "train",
