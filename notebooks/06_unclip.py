@@ -159,7 +159,7 @@ print(f"UNet parameters: {sum(p.numel() for p in decoder.unet.parameters()) / 1e
 #
 # The recipe trains the prior for a few seconds (section 6), then the decoder for 700 steps of 64 close-ups. The
 # model is shared through the course's model zoo: if it is cached this cell loads it in a second, otherwise it
-# trains now, with a progress bar (about 1.5 minutes on 2 cores), and caches the result.
+# trains now, with a progress bar (a minute and a half on 2 cores), and caches the result.
 
 # %%
 model = zoo.load("unclip-tiny", device=device)
@@ -217,7 +217,8 @@ var_acc = R.judge_accuracy(judge, variations, real.label[:4].repeat_interleave(6
 print("variations with the source's colour and shape (judge):", round(var_acc["both"], 3))
 
 # %% [markdown]
-# What to notice: colour and shape survive; position, exact hue and the pixel noise change. In the paper the
+# What to notice: colour and shape survive — the judge reads every variation as its source — while position, exact
+# hue and the pixel noise change; one red variation drifts towards pink, still a red to the judge. In the paper the
 # same holds at scale — a variation keeps the objects and the style and changes the details, because the CLIP
 # embedding keeps what CLIP needed to match captions and not the rest.
 #
@@ -246,8 +247,10 @@ print(f"cosine with the true image embedding, 2000 new images: text embedding {c
 
 # %%
 GUIDANCE, STEPS = 3.0, 25
-pair_names = [CLASS_NAMES[k] for k in range(24)]
+order = list(R.SEEN_LABELS) + [k for k in range(len(CLASS_NAMES)) if k not in R.SEEN_LABELS]  # held-out last
+pair_names = [CLASS_NAMES[k] for k in order]
 z_text = R.text_embeddings(clip, [f"a {name}" for name in pair_names])
+print(f"{len(R.SEEN_LABELS)} pairs seen in training, {len(pair_names) - len(R.SEEN_LABELS)} held out (the last four)")
 drawn = model.generate(z_text.to(device), guidance=GUIDANCE, steps=STEPS, seed=2).cpu()
 show_images(drawn, pair_names, ncols=12, size=1.0)
 
@@ -346,8 +349,9 @@ for w in WEIGHTS:
 # %% [markdown]
 # What to notice: without guidance a fifth of the samples miss (mostly a neighbouring hue: a red drawn pink or
 # orange), and their colours vary more than real images' do. A little guidance removes most misses; from w = 2 on
-# every sample is right, and the colours vary *less* than real images' — each prompt gets its most typical red. Past
-# w = 4 the price shows in the pictures rather than in the numbers: shapes bend and edges fray (slide to 8 below).
+# every sample is right, and the colours vary *less* than real images' — each prompt gets its most typical red. At
+# high weights the price shows in the pictures rather than in the numbers: at w = 8 shapes bend and edges fray
+# (slide to 8 below).
 
 # %% [markdown]
 # Move the slider: the 24 prompts of section 7 (the last four held out) drawn with each weight, and the judge's

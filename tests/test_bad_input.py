@@ -14,6 +14,7 @@ from mmcourse import losses as L
 from mmcourse import metrics as M
 from mmcourse import nn as N
 from mmcourse.data import chat
+from mmcourse.losses.diffusion import NoiseSchedule
 from mmcourse.losses.distributed import distributed_clip_loss, distributed_siglip_loss, gather_features
 from mmcourse.models import (
     CLIP,
@@ -27,10 +28,12 @@ from mmcourse.models.blip import BLIP, BLIPConfig
 from mmcourse.models.clip_port import convert_state_dict
 from mmcourse.models.fusion import FusionClassifier, ImageEncoder, SoundEncoder, TwoStreamClassifier
 from mmcourse.models.llava import LLaVA, build_projector, splice
+from mmcourse.models.unclip import Prior, UnCLIP, UnCLIPDecoder
 from mmcourse.models.videobert import VideoBERT, VideoTokenizer
 from mmcourse.nn import VectorQuantizer, perplexity
 from mmcourse.nn import fusion as NF
-from mmcourse.recipes import blip_tiny, fusion_tiny, llava_tiny, strategies_tiny, tiny_lm
+from mmcourse.nn.unet import UNet
+from mmcourse.recipes import blip_tiny, fusion_tiny, llava_tiny, strategies_tiny, tiny_lm, unclip_tiny
 from mmcourse.strategies import OGMGE, ogm_coefficients
 from mmcourse.train import History, fit, param_groups, to_device, warmup_cosine
 
@@ -54,6 +57,8 @@ attn = torch.rand(1, 2, 5, 5).softmax(-1)
 two = FusionClassifier("concat", (5, 16), (3, 8), 4, 16, 2)
 streams = TwoStreamClassifier(8, 12, 4, 16)
 conv = chat.tokenize_conversation([("user", "hi"), ("assistant", "red")], chat.chat_tokenizer())
+schedule = NoiseSchedule.cosine(10)
+unclip_decoder = UnCLIPDecoder(8, 8, width=16, mults=(1, 2), T=10)
 CASES = [
     ("sample_scenes n=0", "n", lambda: D.sample_scenes(0)),
     ("sample_scenes n=2.5", "n", lambda: D.sample_scenes(2.5)),
@@ -467,6 +472,29 @@ CASES = [
     ("llava_tiny.conversation rng", "rng", lambda: llava_tiny.conversation(objs, None, "qa")),
     ("tiny_lm.batches docs empty", "docs", lambda: tiny_lm.batches([])),
     ("tiny_lm.batches batch_size 0", "batch_size", lambda: tiny_lm.batches([conv], 0)),
+    ("NoiseSchedule T 1", "T", lambda: NoiseSchedule.cosine(1)),
+    ("NoiseSchedule betas 1", "betas", lambda: NoiseSchedule(torch.tensor([0.5, 1.0]))),
+    ("q_sample t = T", "timesteps", lambda: schedule.q_sample(torch.zeros(1, 3), torch.tensor([10]),
+                                                               torch.zeros(1, 3))),
+    ("q_sample t negative", "timesteps", lambda: schedule.q_sample(torch.zeros(1, 3), -1, torch.zeros(1, 3))),
+    ("q_sample t float", "timesteps", lambda: schedule.q_sample(torch.zeros(1, 3), torch.tensor([2.0]),
+                                                                 torch.zeros(1, 3))),
+    ("q_sample t per image", "timesteps", lambda: schedule.q_sample(torch.zeros(2, 3), torch.tensor([1, 2, 3]),
+                                                                     torch.zeros(2, 3))),
+    ("q_sample noise shape", "noise", lambda: schedule.q_sample(torch.zeros(2, 3), 1, torch.zeros(2, 4))),
+    ("ddim_step t_prev", "t_prev", lambda: schedule.ddim_step(torch.zeros(1, 3), 4, 5, torch.zeros(1, 3))),
+    ("timesteps steps 0", "steps", lambda: schedule.timesteps(0)),
+    ("UNet image 32 for 16", "x", lambda: UNet(16, 3, 16, (1, 2))(torch.zeros(1, 3, 32, 32), torch.tensor([1]))),
+    ("UNet image_size 18", "image_size", lambda: UNet(18, 3, 16, (1, 2, 2))),
+    ("UNet cond size", "cond", lambda: UNet(8, 3, 16, (1, 2))(torch.zeros(1, 3, 8, 8), torch.tensor([1]),
+                                                              torch.zeros(1, 5))),
+    ("decoder sample w < 0", "guidance", lambda: unclip_decoder.sample(torch.zeros(1, 8), guidance=-1.0)),
+    ("decoder sample embed size", "image_embeds", lambda: unclip_decoder.sample(torch.zeros(1, 9))),
+    ("decoder loss image size", "images", lambda: unclip_decoder.loss(torch.zeros(2, 3, 16, 16), torch.zeros(2, 8))),
+    ("decoder schedule", "schedule", lambda: UnCLIPDecoder(8, 8, schedule="sqrt")),
+    ("UnCLIP sizes", "embed", lambda: UnCLIP(Prior(4), unclip_decoder)),
+    ("unclip_tiny.diversity one per prompt", "2 samples", lambda: unclip_tiny.diversity(torch.zeros(3, 3, 4, 4), 3)),
+    ("unclip_tiny.text_to_image per_pair 1", "per_pair", lambda: unclip_tiny.text_to_image(None, None, None, 1)),
 ]
 
 

@@ -64,6 +64,10 @@ ALLOW_LIST: dict[str, dict[str, str]] = {
     },
     "03_metrics": {},
     "04_blip": {},  # its "−100" (PyTorch's ignore_index) is backed by the printed "recovers 100%" today
+    "06_unclip": {
+        "1e-4": "where Ho et al.'s (2020) linear schedule starts, a fact of the paper",
+        "0.008": "the offset s of Nichol & Dhariwal's (2021) cosine schedule, a fact of the paper",
+    },
     "08_video": {
         "Jégou et al., 2011": "a citation's year (the accented name escapes the citation pattern)",
     },
