@@ -136,7 +136,14 @@ for threshold in (0.1, 0.5, 0.9):
 def my_threshold():
     """-> a float in [0, 1] with precision ≥ 0.99 and recall ≥ 0.8 on these web captions."""
     # BEGIN SOLUTION
-    return 0.7
+    # Scan the thresholds and take the middle of those that reach both targets: the window is narrow (0.75-0.8 on
+    # one machine), and where it lies moves a little with the CPU's arithmetic.
+    good = []
+    for t in range(101):
+        quality = filter_quality(scores > t / 100, correct)
+        if quality["precision"] >= 0.99 and quality["recall"] >= 0.8:
+            good.append(t / 100)
+    return good[len(good) // 2]
     # END SOLUTION
 
 

@@ -118,10 +118,10 @@ def _stand_ins_05():  # the chat: an untrained course LLaVA (one-block tower, on
 def _stand_ins_06():  # the guidance slider over precomputed samples: random images and made-up accuracies per weight
     from mmcourse.data import CLASS_NAMES
 
-    weights = (0.0, 1.0, 3.0)
+    weights = (0.0, 1.0, 3.0, 8.0)  # the slider starts at 3, as in the lecture: one step right is 8
     g = torch.Generator().manual_seed(0)
     return {"WEIGHTS": weights, "pair_names": list(CLASS_NAMES),
-            "sweep": {w: {"both": 0.5 + w / 10, "n": 80, "diversity": 0.1 - w / 100} for w in weights},
+            "sweep": {w: {"both": 0.5 + w / 20, "n": 80, "diversity": 0.1 - w / 100} for w in weights},
             "sweep_images": {w: torch.rand(len(CLASS_NAMES), 3, 16, 16, generator=g) for w in weights}}
 
 

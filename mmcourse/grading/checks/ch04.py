@@ -279,7 +279,15 @@ def filter_scores() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _threshold_reference():
-    return 0.7
+    """The middle of the thresholds (in steps of 0.01) that reach both targets on this machine's filter: the scores
+    move a little with the CPU's arithmetic (0.7 on one machine, 0.75-0.8 on another), the scan does not."""
+    scores, correct = filter_scores()
+    feasible = [t / 100 for t in range(101) if _meets(blip_tiny.filter_quality(scores > t / 100, correct))]
+    return feasible[len(feasible) // 2] if feasible else 0.7
+
+
+def _meets(quality: dict) -> bool:
+    return quality["precision"] >= MIN_PRECISION and quality["recall"] >= MIN_RECALL
 
 
 def _threshold_default():
@@ -305,7 +313,7 @@ def _test_filter_threshold(fn):
         fail("my_threshold() must return a probability", "a float in [0, 1]", threshold)
     scores, correct = filter_scores()
     quality = blip_tiny.filter_quality(scores > threshold, correct)
-    if quality["precision"] < MIN_PRECISION or quality["recall"] < MIN_RECALL:
+    if not _meets(quality):
         fail(f"threshold {threshold:g}: precision {quality['precision']:.3f}, recall {quality['recall']:.3f}",
              f"precision ≥ {MIN_PRECISION} and recall ≥ {MIN_RECALL}",
              f"{quality['precision']:.3f} and {quality['recall']:.3f}",
