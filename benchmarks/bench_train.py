@@ -34,6 +34,7 @@ from mmcourse.recipes import (
     llava_tiny,
     scaling_tiny,
     tiny_lm,
+    unclip_tiny,
     video_tokenizer,
     videobert_tiny,
 )
@@ -164,9 +165,13 @@ def recipes(only: set[str] | None) -> dict:
         tok = zoo.load("video-tokenizer", verbose=False)
         return capture(videobert_tiny, videobert_tiny.train, videobert_tiny.build(), tok, eval_every=None)
 
+    def unclip():
+        data = unclip_tiny.embed(unclip_tiny.close_ups(2048), zoo.load("clip-tiny", verbose=False))
+        return capture(unclip_tiny, unclip_tiny.train_decoder, unclip_tiny.build().decoder, data)
+
     table = {"clip-tiny (02)": clip_("clip"), "siglip-tiny (02)": clip_("siglip"), "blip-tiny (04)": blip,
              "tiny-lm (05)": lm, "llava stage 1 (05)": llava(1), "llava stage 2 (05)": llava(2),
-             "video-tokenizer (08)": tokenizer, "videobert-tiny (08)": videobert,
+             "unclip decoder (06)": unclip, "video-tokenizer (08)": tokenizer, "videobert-tiny (08)": videobert,
              "fusion cross (09)": fusion, "LiT batch 256 (11)": lit}
     return {k: v for k, v in table.items() if only is None or any(o in k for o in only)}
 

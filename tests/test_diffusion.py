@@ -195,3 +195,12 @@ def test_judge_accuracy_counts_colour_shape_and_both():
     judge = _FixedJudge(torch.tensor([0, 1, 6, 1]), torch.tensor([0, 2, 2, 2]))
     acc = unclip_tiny.judge_accuracy(judge, torch.zeros(4, 3, 16, 16), labels)
     assert acc == {"colour": 0.75, "shape": 0.75, "both": 0.5}
+
+
+def test_noise_like_draws_from_the_generator_on_its_own_device():
+    from mmcourse.losses.diffusion import noise_like
+
+    x = torch.zeros(2, 3, dtype=torch.float64)
+    z = noise_like(x, torch.Generator().manual_seed(4))
+    torch.testing.assert_close(z, torch.randn(2, 3, generator=torch.Generator().manual_seed(4), dtype=torch.float64))
+    assert z.dtype == torch.float64 and noise_like(x).shape == (2, 3)

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from mmcourse.utils import check_number, check_tensor
 
-__all__ = ["NoiseSchedule", "diffusion_loss"]
+__all__ = ["NoiseSchedule", "diffusion_loss", "noise_like"]
 
 
 class NoiseSchedule(nn.Module):
@@ -100,8 +100,7 @@ class NoiseSchedule(nn.Module):
         if t == 0:
             return mean
         sigma = (beta * (1 - a_prev) / (1 - a_bar)).sqrt()
-        z = torch.randn(x_t.shape, generator=generator, device=x_t.device, dtype=x_t.dtype)
-        return mean + sigma * z
+        return mean + sigma * noise_like(x_t, generator)
 
     def ddim_step(self, x_t: Tensor, t: int, t_prev: int, eps: Tensor, clip: float | None = 1.0) -> Tensor:
         """Song et al.'s deterministic step (η = 0) from t to t_prev < t, skipping the steps between:
@@ -125,6 +124,14 @@ class NoiseSchedule(nn.Module):
         if steps == 1:
             return [self.T - 1]
         return sorted({round(i * (self.T - 1) / (steps - 1)) for i in range(steps)}, reverse=True)
+
+
+def noise_like(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """Standard normal noise of x's shape, dtype and device, drawn from `generator` on its own device (a CPU
+    generator gives the same numbers whatever device x is on), or from torch's global generator when None."""
+    if generator is None:
+        return torch.randn_like(x)
+    return torch.randn(x.shape, generator=generator, device=generator.device, dtype=x.dtype).to(x.device)
 
 
 def diffusion_loss(eps_pred: Tensor, eps: Tensor) -> Tensor:

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mmcourse.losses.diffusion import NoiseSchedule, diffusion_loss
+from mmcourse.losses.diffusion import NoiseSchedule, diffusion_loss, noise_like
 from mmcourse.nn.unet import UNet
 from mmcourse.utils import check_number, check_sizes, check_tensor, make_generator
 
@@ -58,10 +58,11 @@ class UnCLIPDecoder(nn.Module):
         check_tensor(images, "images", shape=("B", 3, S, S), dtype="float")
         check_tensor(image_embeds, "image_embeds", shape=(len(images), self.embed_dim), dtype="float")
         B, device = len(images), images.device
+        g_device = generator.device if generator is not None else device
         x0 = images * 2 - 1
-        t = torch.randint(0, self.schedule.T, (B,), generator=generator, device=device)
-        noise = torch.randn(x0.shape, generator=generator, device=device)
-        keep = (torch.rand(B, 1, generator=generator, device=device) >= self.p_uncond).float()
+        t = torch.randint(0, self.schedule.T, (B,), generator=generator, device=g_device).to(device)
+        noise = noise_like(x0, generator)
+        keep = (torch.rand(B, 1, generator=generator, device=g_device) >= self.p_uncond).float().to(device)
         cond = self.clip_proj(image_embeds) * keep
         return diffusion_loss(self.unet(self.schedule.q_sample(x0, t, noise), t, cond), noise)
 
@@ -86,15 +87,14 @@ class UnCLIPDecoder(nn.Module):
         check_tensor(image_embeds, "image_embeds", shape=("B", self.embed_dim), dtype="float")
         check_number(guidance, "guidance", low=0)
         S, device, sched = self.unet.image_size, image_embeds.device, self.schedule
-        g = make_generator(seed, "unclip-sample") if not isinstance(seed, torch.Generator) else seed
+        g = make_generator(seed, "unclip-sample")
         x = torch.randn(len(image_embeds), 3, S, S, generator=g).to(device)
         ts = sched.timesteps(steps)
         trajectory = [x]
         for i, t in enumerate(ts):
             eps = self.guided_eps(x, t, image_embeds, guidance)
             if steps is None:
-                z_gen = g if device.type == "cpu" else None
-                x = sched.ddpm_step(x, t, eps, generator=z_gen)
+                x = sched.ddpm_step(x, t, eps, generator=g)
             else:
                 x = sched.ddim_step(x, t, ts[i + 1] if i + 1 < len(ts) else -1, eps)
             trajectory.append(x)

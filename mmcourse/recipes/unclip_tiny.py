@@ -4,7 +4,7 @@ evaluation. The zoo entry "unclip-tiny" is this recipe (it needs "clip-tiny"); "
     clip = zoo.load("clip-tiny")
     data = close_ups(TRAIN_IMAGES)                # one large shape near the centre: 32 x 32 and its 16 x 16 middle
     model = build()                               # UnCLIP: a residual-MLP prior and a 1.1 M-parameter UNet decoder
-    train(model, clip, data)                      # PRIOR_STEPS of the prior, then STEPS of the decoder
+    train(model, clip, data)                      # train_prior (PRIOR_STEPS), then train_decoder (STEPS)
     text_to_image(model, clip, judge, guidance=3) # {"colour", "shape", "both"}: the judge's reading of the samples
 
 The decoder draws the 16 x 16 middle of the 32 x 32 image that CLIP encodes: a close-up, four times cheaper to
@@ -28,8 +28,8 @@ from mmcourse.train import History, fit
 from mmcourse.utils import check_number, get_device, make_generator, python_rng, seed_everything
 
 __all__ = ["VERSION", "NEEDS", "IMAGE_SIZE", "TRAIN_IMAGES", "STEPS", "BATCH_SIZE", "HYPER", "PRIOR_STEPS", "T",
-           "SEEN_LABELS", "CloseUps", "close_ups", "crop", "embed", "build", "train", "prompts", "text_embeddings",
-           "text_to_image", "judge_accuracy", "object_colour", "diversity"]
+           "SEEN_LABELS", "CloseUps", "close_ups", "crop", "embed", "build", "train_prior", "train_decoder", "train",
+           "prompts", "text_embeddings", "text_to_image", "judge_accuracy", "object_colour", "diversity"]
 
 VERSION = 1
 NEEDS = ("clip-tiny",)
@@ -99,31 +99,46 @@ def build(seed: int = 0, **decoder_kw) -> UnCLIP:
     return UnCLIP(Prior(64), UnCLIPDecoder(64, IMAGE_SIZE, T=T, **decoder_kw))
 
 
+def train_prior(prior: Prior, data: CloseUps, generator: torch.Generator | None = None,
+                device: torch.device | str | None = None, **fit_kw) -> History:
+    """PRIOR_STEPS steps of the prior on embedded `data`: batches of 256 (text, image) embedding pairs, the cosine
+    loss to the true image embedding."""
+    g, device = generator or make_generator(0, "unclip-batches"), device or get_device()
+
+    def step(prior, _):
+        i = torch.randint(0, len(data.crops), (256,), generator=g)
+        return prior.loss(data.text_embeds[i].to(device), data.image_embeds[i].to(device))
+
+    return fit(prior, step, lambda s: s, PRIOR_STEPS, **{"lr": 1e-3, "warmup": 20, "device": device,
+                                                         "desc": "unclip prior", **fit_kw})
+
+
+def train_decoder(decoder: UnCLIPDecoder, data: CloseUps, steps: int = STEPS, generator: torch.Generator | None = None,
+                  device: torch.device | str | None = None, **fit_kw) -> History:
+    """`steps` of the decoder on embedded `data`: batches of BATCH_SIZE close-ups with their CLIP image embeddings,
+    the ε-prediction loss (conditioning dropped 10 % of the time); fit_kw override `HYPER`."""
+    g, device = generator or make_generator(0, "unclip-batches"), device or get_device()
+
+    def step(decoder, _):
+        i = torch.randint(0, len(data.crops), (BATCH_SIZE,), generator=g)
+        return decoder.loss(data.crops[i].to(device), data.image_embeds[i].to(device))
+
+    return fit(decoder, step, lambda s: s, steps, **{"device": device, "desc": "unclip decoder", **HYPER, **fit_kw})
+
+
 def train(model: UnCLIP, clip: CLIP, data: CloseUps | None = None, steps: int = STEPS, seed: int = 0,
           device: torch.device | str | None = None, **fit_kw) -> History:
-    """Train the prior (PRIOR_STEPS, cosine loss to the true image embedding), then the decoder (`steps` of the
-    ε-prediction loss, conditioning dropped 10 % of the time). Returns the decoder's History; fit_kw override
-    `HYPER` for the decoder (progress, desc ...)."""
+    """The recipe: `train_prior`, then `train_decoder` for `steps`, on `data` (default: `close_ups(TRAIN_IMAGES)`,
+    embedded by `clip`), one batch stream from `seed`. Returns the decoder's History; fit_kw go to the decoder's
+    fit (progress, desc ...), `progress` to the prior's too."""
     data = close_ups(TRAIN_IMAGES) if data is None else data
     if data.image_embeds is None:
         embed(data, clip)
     device = device or get_device()
     g = make_generator(seed, "unclip-batches")
-    n = len(data.crops)
-
-    def prior_step(prior, step):
-        i = torch.randint(0, n, (256,), generator=g)
-        return prior.loss(data.text_embeds[i].to(device), data.image_embeds[i].to(device))
-
-    def decoder_step(decoder, step):
-        i = torch.randint(0, n, (BATCH_SIZE,), generator=g)
-        return decoder.loss(data.crops[i].to(device), data.image_embeds[i].to(device))
-
     seed_everything(seed)
-    fit(model.prior, prior_step, lambda step: step, PRIOR_STEPS, lr=1e-3, warmup=20, device=device,
-        progress=fit_kw.get("progress", True), desc="unclip prior")
-    return fit(model.decoder, decoder_step, lambda step: step, steps, device=device,
-               **{"desc": "unclip decoder", **HYPER, **fit_kw})
+    train_prior(model.prior, data, g, device, progress=fit_kw.get("progress", True))
+    return train_decoder(model.decoder, data, steps, g, device, **fit_kw)
 
 
 def judge_accuracy(judge: Judge, images: Tensor, labels: Tensor) -> dict[str, float]:
