@@ -347,8 +347,8 @@ for w in WEIGHTS:
     print(f"w = {w:3.1f}: accuracy {sweep[w]['both']:.3f}, colour diversity {sweep[w]['diversity']:.4f}")
 
 # %% [markdown]
-# What to notice: without guidance a fifth of the samples miss (mostly a neighbouring hue: a red drawn pink or
-# orange), and their colours vary more than real images' do. A little guidance removes most misses; from w = 2 on
+# What to notice: without guidance a fifth of the samples miss, and their colours vary over three times more than real
+# images' do. A little guidance removes most misses; from w = 2 on
 # every sample is right, and the colours vary *less* than real images' — each prompt gets its most typical red. At
 # high weights the price shows in the pictures rather than in the numbers: at w = 8 shapes bend and edges fray
 # (slide to 8 below).
