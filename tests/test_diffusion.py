@@ -146,10 +146,11 @@ def test_guidance_is_the_classifier_free_formula():
 
 
 def test_prior_predicts_unit_vectors_and_unclip_joins_the_two():
-    prior = Prior(8)
-    z = prior(torch.randn(5, 8))
+    prior, text = Prior(8), torch.randn(5, 8)
+    z = prior(text)
     torch.testing.assert_close(z.norm(dim=-1), torch.ones(5))
-    assert prior.loss(torch.randn(5, 8), z.detach()).item() < 2
+    assert prior.loss(text, 3 * z.detach()).item() == pytest.approx(0, abs=1e-6)  # the target is normalised too
+    assert prior.loss(text, -z.detach()).item() == pytest.approx(2, abs=1e-6)
     with pytest.raises(ValueError, match="embed"):
         UnCLIP(Prior(8), UnCLIPDecoder(16, 8, width=16, mults=(1, 2), T=10))
     model = UnCLIP(prior, UnCLIPDecoder(8, 8, width=16, mults=(1, 2), T=10))

@@ -71,39 +71,35 @@ def _test_q_sample(fn):
 # ---------------------------------------------------------------- 06.ddim_step
 def ddim_step(x_t, t, t_prev, eps, alpha_bar):
     """Reference: x̂_0 from ε, then x_prev = √ᾱ_prev x̂_0 + √(1 − ᾱ_prev) ε, with ᾱ_prev = 1 when t_prev = −1."""
+    return _ddim(x_t, t, t_prev, eps, alpha_bar)
+
+
+def _ddim(x_t, t, t_prev, eps, alpha_bar, *, negative_index=False, fresh_noise=False, no_sqrt=False):
+    """The DDIM step, with one of the mistakes below switched on."""
     a = alpha_bar[t]
-    a_prev = alpha_bar[t_prev] if t_prev >= 0 else torch.ones((), device=x_t.device)
-    x0 = (x_t - (1 - a).sqrt() * eps) / a.sqrt()
-    return a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps
+    a_prev = alpha_bar[t_prev] if t_prev >= 0 or negative_index else torch.ones((), device=x_t.device)
+    x0 = (x_t - (1 - a).sqrt() * eps) / (a if no_sqrt else a.sqrt())
+    return a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * (torch.randn_like(eps) if fresh_noise else eps)
 
 
 def _ddim_negative_index(x_t, t, t_prev, eps, alpha_bar):
     """indexes alpha_bar[t_prev] also for t_prev = −1, which Python reads as the LAST ᾱ"""
-    a, a_prev = alpha_bar[t], alpha_bar[t_prev]
-    x0 = (x_t - (1 - a).sqrt() * eps) / a.sqrt()
-    return a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps
+    return _ddim(x_t, t, t_prev, eps, alpha_bar, negative_index=True)
 
 
 def _ddim_returns_x0(x_t, t, t_prev, eps, alpha_bar):
     """returns the predicted x̂_0 at every step"""
-    a = alpha_bar[t]
-    return (x_t - (1 - a).sqrt() * eps) / a.sqrt()
+    return _ddim(x_t, t, -1, eps, alpha_bar)
 
 
 def _ddim_fresh_noise(x_t, t, t_prev, eps, alpha_bar):
     """re-noises x̂_0 with new random noise instead of the predicted ε"""
-    a = alpha_bar[t]
-    a_prev = alpha_bar[t_prev] if t_prev >= 0 else torch.ones((), device=x_t.device)
-    x0 = (x_t - (1 - a).sqrt() * eps) / a.sqrt()
-    return a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * torch.randn_like(eps)
+    return _ddim(x_t, t, t_prev, eps, alpha_bar, fresh_noise=True)
 
 
 def _ddim_no_sqrt_x0(x_t, t, t_prev, eps, alpha_bar):
     """divides by ᾱ_t instead of √ᾱ_t when forming x̂_0"""
-    a = alpha_bar[t]
-    a_prev = alpha_bar[t_prev] if t_prev >= 0 else torch.ones((), device=x_t.device)
-    x0 = (x_t - (1 - a).sqrt() * eps) / a
-    return a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps
+    return _ddim(x_t, t, t_prev, eps, alpha_bar, no_sqrt=True)
 
 
 @register("06.ddim_step", ddim_step, [_ddim_negative_index, _ddim_returns_x0, _ddim_fresh_noise, _ddim_no_sqrt_x0])
@@ -127,53 +123,35 @@ def _test_ddim_step(fn):
 # ---------------------------------------------------------------- 06.fix_sampler
 def fixed_ddpm_sample(eps_fn, betas, shape, generator):
     """Reference: Ho et al.'s Algorithm 2 (σ_t = √β_t), no noise at the last step (t = 0)."""
+    return _ddpm(eps_fn, betas, shape, generator)
+
+
+def _ddpm(eps_fn, betas, shape, generator, *, noise_at_end=False, last_t=0, alpha_bar_in_mean=False):
+    """DDPM sampling from t = T − 1 down to `last_t`, with one of the mistakes below switched on."""
     alphas = 1 - betas
     alpha_bar = torch.cumprod(alphas, 0)
     x = torch.randn(shape, generator=generator).to(betas.device)
-    for t in range(len(betas) - 1, -1, -1):
+    for t in range(len(betas) - 1, last_t - 1, -1):
         eps = eps_fn(x, t)
-        x = (x - betas[t] / (1 - alpha_bar[t]).sqrt() * eps) / alphas[t].sqrt()
-        if t > 0:
+        x = (x - betas[t] / (1 - alpha_bar[t]).sqrt() * eps) / (alpha_bar if alpha_bar_in_mean else alphas)[t].sqrt()
+        if t > last_t or noise_at_end:
             x = x + betas[t].sqrt() * torch.randn(shape, generator=generator).to(betas.device)
     return x
 
 
 def _sampler_noise_at_the_end(eps_fn, betas, shape, generator):
     """adds σ_t z at every step, the last too"""
-    alphas = 1 - betas
-    alpha_bar = torch.cumprod(alphas, 0)
-    x = torch.randn(shape, generator=generator).to(betas.device)
-    for t in range(len(betas) - 1, -1, -1):
-        eps = eps_fn(x, t)
-        x = (x - betas[t] / (1 - alpha_bar[t]).sqrt() * eps) / alphas[t].sqrt()
-        x = x + betas[t].sqrt() * torch.randn(shape, generator=generator).to(betas.device)
-    return x
+    return _ddpm(eps_fn, betas, shape, generator, noise_at_end=True)
 
 
 def _sampler_skips_t0(eps_fn, betas, shape, generator):
     """stops at t = 1: the last denoising step is never taken"""
-    alphas = 1 - betas
-    alpha_bar = torch.cumprod(alphas, 0)
-    x = torch.randn(shape, generator=generator).to(betas.device)
-    for t in range(len(betas) - 1, 0, -1):
-        eps = eps_fn(x, t)
-        x = (x - betas[t] / (1 - alpha_bar[t]).sqrt() * eps) / alphas[t].sqrt()
-        if t > 1:
-            x = x + betas[t].sqrt() * torch.randn(shape, generator=generator).to(betas.device)
-    return x
+    return _ddpm(eps_fn, betas, shape, generator, last_t=1)
 
 
 def _sampler_alpha_bar_in_mean(eps_fn, betas, shape, generator):
     """divides the mean by √ᾱ_t instead of √α_t"""
-    alphas = 1 - betas
-    alpha_bar = torch.cumprod(alphas, 0)
-    x = torch.randn(shape, generator=generator).to(betas.device)
-    for t in range(len(betas) - 1, -1, -1):
-        eps = eps_fn(x, t)
-        x = (x - betas[t] / (1 - alpha_bar[t]).sqrt() * eps) / alpha_bar[t].sqrt()
-        if t > 0:
-            x = x + betas[t].sqrt() * torch.randn(shape, generator=generator).to(betas.device)
-    return x
+    return _ddpm(eps_fn, betas, shape, generator, alpha_bar_in_mean=True)
 
 
 def _eps_fn(x, t):
@@ -199,8 +177,7 @@ def _test_fix_sampler(fn):
              ", ".join(map(str, calls)) or "none", "the chain has T steps, t = T − 1 down to 0: the last "
              "prediction, at t = 0, is the one that removes the last of the noise")
     if isinstance(got, torch.Tensor) and got.shape == want.shape and not torch.allclose(got, want, atol=1e-5):
-        no_end = fixed_ddpm_sample(_eps_fn, betas, shape, torch.Generator().manual_seed(62))
-        left = (got - no_end).std().item()
+        left = (got - want).std().item()
         if abs(left - betas[0].sqrt().item()) < 0.5 * betas[0].sqrt().item():
             fail(f"noise is left in the final sample: its difference from the right one has std {left:.4f}, "
                  f"which is σ_0 = √β_0 = {betas[0].sqrt().item():.4f}", "no noise after the step at t = 0",
