@@ -28,6 +28,8 @@ from torch.utils.flop_counter import FlopCounterMode
 import mmcourse.nn.attention as attention
 from mmcourse import zoo
 from mmcourse.recipes import (
+    audioclip_tiny,
+    avsr_tiny,
     blip_tiny,
     clip_tiny,
     fusion_tiny,
@@ -169,9 +171,18 @@ def recipes(only: set[str] | None) -> dict:
         data = unclip_tiny.embed(unclip_tiny.close_ups(2048), zoo.load("clip-tiny", verbose=False))
         return capture(unclip_tiny, unclip_tiny.train_decoder, unclip_tiny.build().decoder, data)
 
+    def avsr():
+        data = avsr_tiny.utterances(512, seed=7)
+        return capture(avsr_tiny, avsr_tiny.train_one, avsr_tiny.build()["gated"], data, avsr_tiny.babble_bank(data))
+
+    def audioclip():
+        data = audioclip_tiny.sounding_objects(1024, clip=zoo.load("clip-tiny", verbose=False))
+        return capture(audioclip_tiny, audioclip_tiny.train, audioclip_tiny.build(), data)
+
     table = {"clip-tiny (02)": clip_("clip"), "siglip-tiny (02)": clip_("siglip"), "blip-tiny (04)": blip,
              "tiny-lm (05)": lm, "llava stage 1 (05)": llava(1), "llava stage 2 (05)": llava(2),
-             "unclip decoder (06)": unclip, "video-tokenizer (08)": tokenizer, "videobert-tiny (08)": videobert,
+             "unclip decoder (06)": unclip, "avsr gated (07)": avsr, "audioclip (07)": audioclip,
+             "video-tokenizer (08)": tokenizer, "videobert-tiny (08)": videobert,
              "fusion cross (09)": fusion, "LiT batch 256 (11)": lit}
     return {k: v for k, v in table.items() if only is None or any(o in k for o in only)}
 

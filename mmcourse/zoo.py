@@ -36,6 +36,7 @@ RECIPES = {  # entry name -> recipe module
     "videobert-tiny": "mmcourse.recipes.videobert_tiny",
     "unclip-tiny": "mmcourse.recipes.unclip_tiny",
     "judge-tiny": "mmcourse.recipes.judge_tiny",
+    "avsr-tiny": "mmcourse.recipes.avsr_tiny",
 }
 
 

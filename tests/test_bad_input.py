@@ -24,6 +24,8 @@ from mmcourse.models import (
     zero_shot_classifier,
     zero_shot_predict,
 )
+from mmcourse.models.audioclip import AudioCLIP
+from mmcourse.models.avsr import AVSR, ctc_loss
 from mmcourse.models.blip import BLIP, BLIPConfig
 from mmcourse.models.clip_port import convert_state_dict
 from mmcourse.models.fusion import FusionClassifier, ImageEncoder, SoundEncoder, TwoStreamClassifier
@@ -495,6 +497,20 @@ CASES = [
     ("UnCLIP sizes", "embed", lambda: UnCLIP(Prior(4), unclip_decoder)),
     ("unclip_tiny.diversity one per prompt", "2 samples", lambda: unclip_tiny.diversity(torch.zeros(3, 3, 4, 4), 3)),
     ("unclip_tiny.text_to_image per_pair 1", "per_pair", lambda: unclip_tiny.text_to_image(None, None, None, 1)),
+    ("AVSR durations", "30 audio frames (100 per s) against 10 video frames",
+     lambda: AVSR(16, dim=16)(torch.randn(2, 40, 30), torch.rand(2, 10, 1, 16, 16), torch.tensor([10, 8]))),
+    ("ctc_loss targets too long", "3 targets (0 repeated) needing 3 frames, but only 2",
+     lambda: ctc_loss(torch.randn(1, 4, 5).log_softmax(-1), torch.tensor([2]), torch.tensor([[1, 2, 3]]),
+                      torch.tensor([3]))),
+    ("ctc_loss blank target", "0 is the blank",
+     lambda: ctc_loss(torch.randn(1, 4, 5).log_softmax(-1), torch.tensor([4]), torch.tensor([[1, 0]]),
+                      torch.tensor([2]))),
+    ("AVSR streams", "streams", lambda: AVSR(16, streams="lips")),
+    ("AVSR fusion", "fusion", lambda: AVSR(16, fusion="sum")),
+    ("GatedFusion shapes", "b: expected shape (2, 3, 8), got (2, 4, 8)",
+     lambda: NF.GatedFusion(8)(torch.randn(2, 3, 8), torch.randn(2, 4, 8))),
+    ("AudioCLIP.loss image width", "image_embeds: expected shape (2, 64), got (2, 32)",
+     lambda: AudioCLIP().loss(torch.randn(2, 40, 41), torch.randn(2, 32))),
 ]
 
 

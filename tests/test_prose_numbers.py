@@ -68,6 +68,7 @@ ALLOW_LIST: dict[str, dict[str, str]] = {
         "1e-4": "where Ho et al.'s (2020) linear schedule starts, a fact of the paper",
         "0.008": "the offset s of Nichol & Dhariwal's (2021) cosine schedule, a fact of the paper",
     },
+    "07_audio_visual": {},
     "08_video": {
         "Jégou et al., 2011": "a citation's year (the accented name escapes the citation pattern)",
     },

@@ -125,5 +125,12 @@ def _stand_ins_06():  # the guidance slider over precomputed samples: random ima
             "sweep_images": {w: torch.rand(len(CLASS_NAMES), 3, 16, 16, generator=g) for w in weights}}
 
 
+def _stand_ins_07():  # the SNR slider: four short sentences, their babble, the four recognisers untrained
+    from mmcourse.recipes import avsr_tiny
+
+    test = avsr_tiny.utterances(4, seed=0)
+    return {"test": test, "test_babble": avsr_tiny.babble_bank(test, n=4), "k": 0, "models": avsr_tiny.build().eval()}
+
+
 STAND_INS = {"01": _stand_ins_01, "02": _stand_ins_02, "03": _stand_ins_03, "04": _stand_ins_04,
-             "05": _stand_ins_05, "06": _stand_ins_06}
+             "05": _stand_ins_05, "06": _stand_ins_06, "07": _stand_ins_07}

@@ -13,6 +13,9 @@ combines each modality's own logits:
     transformer  one token sequence [CLS; a + e_a; b + e_b] with learned modality embeddings e, self-attention
                  over both, the CLS output
 
+`GatedFusion` fuses two aligned sequences frame by frame instead (audio-visual speech): a learned gate
+g_t = σ(MLP([a_t; b_t])) ∈ (0, 1) says how much to trust a at frame t, and the output is g_t a_t + (1 - g_t) b_t.
+
 `modality_dropout` zeroes one whole stream for a random part of the batch (AV-HuBERT), so that a model learns to
 answer from either stream alone; a missing modality at test time is then the same zeros.
 """
@@ -26,7 +29,7 @@ from mmcourse.nn.transformer import MLP, Transformer
 from mmcourse.utils import check_number, check_sizes, check_tensor, describe
 
 __all__ = ["check_pair", "EarlyFusion", "LateFusion", "ConcatFusion", "TensorFusion", "CrossAttentionFusion",
-           "MultimodalTransformerFusion", "modality_dropout"]
+           "MultimodalTransformerFusion", "GatedFusion", "modality_dropout"]
 
 
 def check_pair(a: Tensor, b: Tensor, dims: tuple[int | None, int | None] = (None, None)) -> None:
@@ -155,6 +158,27 @@ class MultimodalTransformerFusion(nn.Module):
         e_a, e_b = self.modality_embed(ids)
         x = torch.cat([self.cls.expand(a.shape[0], 1, -1), self.proj_a(a) + e_a, self.proj_b(b) + e_b], 1)
         return self.ln(self.transformer(x)[:, 0])
+
+
+class GatedFusion(nn.Module):
+    """Per-frame gated sum of two aligned streams: a, b (B, T, dim) -> (g a + (1 - g) b (B, T, dim), g (B, T)).
+
+    g_t = σ(w₂ · GELU(W₁ [a_t; b_t])): one trust value per frame, read from both streams, so that a frame whose
+    audio is drowned in noise can lean on the lips. At the start g = 1/2 (the last layer is zero)."""
+
+    def __init__(self, dim: int, hidden: int = 32):
+        super().__init__()
+        check_sizes(dim=dim, hidden=hidden)
+        self.dim = dim
+        self.gate = nn.Sequential(nn.Linear(2 * dim, hidden), nn.GELU(), nn.Linear(hidden, 1))
+        nn.init.zeros_(self.gate[-1].weight)
+        nn.init.zeros_(self.gate[-1].bias)
+
+    def forward(self, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+        check_tensor(a, "a", shape=("B", "T", self.dim), dtype="float")
+        check_tensor(b, "b", shape=tuple(a.shape), dtype="float")
+        g = torch.sigmoid(self.gate(torch.cat([a, b], -1)))  # (B, T, 1)
+        return g * a + (1 - g) * b, g[..., 0]
 
 
 def modality_dropout(a: Tensor, b: Tensor, p: float, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
