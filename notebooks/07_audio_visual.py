@@ -392,11 +392,11 @@ print("classes:", ", ".join(f"{i}: {CLASS_NAMES[c]}" for i, c in enumerate(prese
 #
 # ## 8. Listen and read: the recognisers at any SNR
 #
-# Pick an SNR: hear the noisy sentence, and read what each model transcribed.
+# Pick an SNR and one of the test sentences: hear the noisy sentence, see it, and read what each model transcribed.
 
 # %%
 snr_slider = widgets.SelectionSlider(options=list(R.SNRS), value=0, description="SNR (dB)")
-sentence = widgets.BoundedIntText(value=k, min=0, max=len(test) - 1, description="sentence")
+sentence = widgets.IntSlider(value=k, min=0, max=len(test) - 1, description="sentence")
 
 
 def listen(snr, i):
@@ -405,6 +405,8 @@ def listen(snr, i):
     n = int(test.speech.lengths[i])
     wave = add_noise(test.speech.wave[i:i + 1, :n], test_babble[i:i + 1, :n], float(snr))[0]
     display(play_audio(wave))
+    display(plot_spectrogram(log_mel_spectrogram(wave), title=f"sentence {i} in babble at {snr} dB",
+                             timings=test.speech.timings(i)))
     mel, video, lengths = R.batch(test, idx, torch.tensor([float(snr)]), test_babble, idx)
     print(f"said:            {test.transcripts()[i]}")
     for name, m in models.items():
