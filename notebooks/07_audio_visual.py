@@ -85,7 +85,7 @@ display(play_audio(clean), play_audio(noisy))
 # %% [markdown]
 # The babble's formants sit where the speaker's do: no filter separates them. The mouth video (16 × 16 pixels, 50
 # frames per second) does not hear the babble at all. Its camera is noisy, though (pixel noise of standard deviation
-# `R.CAMERA_NOISE` against a lip contrast of 0.35), so the lips alone are an imperfect witness. Every 6th frame, with
+# 0.25, about the contrast between lips and skin), so the lips alone are an imperfect witness. Every 6th frame, with
 # the word being said:
 
 # %%
@@ -167,7 +167,7 @@ plt.show()
 # a batch of longer ones.
 #
 # All four are trained on the same 3 000 sentences for the same 600 steps (batches of 32), with babble at a random
-# SNR between −10 and 20 dB (a fifth of the sentences almost clean). The fused models also get **modality
+# SNR between −10 and 20 dB (a fifth of the sentences clean). The fused models also get **modality
 # dropout**: a quarter of their sentences lose one whole stream (zeros), so they learn to answer from either.
 # Their training losses:
 
@@ -220,9 +220,8 @@ display(record("07", "gated fusion minus the better single stream, worst SNR −
 # %% [markdown]
 # Audio alone falls apart as the babble grows louder. The lips do not hear the babble: the video-only model's error
 # is the same at every SNR. Both fused models beat **both** single streams at every SNR: at 0 dB the gated model's
-# error is 0.088 of the audio model's (bar ≤ 0.5). Concatenation does as well as the gate here: with modality dropout
-# and features this clean it learned to weigh the streams too. What the gate adds is a weight you can read (section
-# 5).
+# error is 0.088 of the audio model's (bar ≤ 0.5). Concatenation does as well as the gate here, on every seed (the
+# bands below); what the gate adds is a weight you can read (section 5).
 
 # %% [markdown]
 # One training run could be lucky. `benchmarks/bench_seeds_avsr.py` trains the four models from seeds 0–4 (one
