@@ -27,7 +27,7 @@ from mmcourse import cache
 from mmcourse.train import History
 from mmcourse.utils import check_number
 
-__all__ = ["RECIPES", "Recipe", "register", "load", "save", "history", "cached_path"]
+__all__ = ["RECIPES", "Recipe", "register", "recipe", "load", "save", "history", "cached_path"]
 
 RECIPES = {  # entry name -> recipe module
     "clip-tiny": "mmcourse.recipes.clip_tiny",
@@ -65,7 +65,8 @@ def register(name: str, version: int, build: Callable[[], torch.nn.Module],
     return _EXTRA[name]
 
 
-def _get(name: str) -> Recipe:
+def recipe(name: str) -> Recipe:
+    """The entry `name`: its version, build, train and the entries it needs (KeyError listing the known ones)."""
     if name in _EXTRA:
         return _EXTRA[name]
     if name not in RECIPES:
@@ -76,13 +77,13 @@ def _get(name: str) -> Recipe:
 
 
 def cached_path(name: str) -> Path:
-    r = _get(name)
+    r = recipe(name)
     return cache.cache_dir() / f"{r.name}-v{r.version}.safetensors"
 
 
 def load(name: str, device: str | torch.device = "cpu", verbose: bool = True) -> torch.nn.Module:
     """The trained model `name` in eval mode on `device`: from the cache if verified, else trained now and cached."""
-    r = _get(name)
+    r = recipe(name)
     path = cached_path(name)
     model = r.build()
     state = cache.read_verified(path, repair=False)  # without the lock: a writer may be replacing it right now
@@ -114,7 +115,7 @@ def save(name: str, model: torch.nn.Module, history: History | None = None) -> P
 
     ValueError when the weights do not fit the recipe's model (it names the difference), are still the recipe's
     initialisation (an untrained model) or hold NaN / inf."""
-    r = _get(name)
+    r = recipe(name)
     fresh = r.build()
     initial = {k: v.clone() for k, v in fresh.state_dict().items()}
     try:

@@ -19,7 +19,7 @@ def small_data():
 
 
 def test_recipe_is_registered_and_builds_the_chapter_model():
-    recipe = zoo._get("clip-tiny")
+    recipe = zoo.recipe("clip-tiny")
     assert recipe.version == clip_tiny.VERSION and recipe.build is clip_tiny.build and recipe.train is clip_tiny.train
     model = recipe.build()
     assert isinstance(model, CLIP)

@@ -267,6 +267,6 @@ def test_a_recipe_trains_on_the_trained_entries_it_needs(cache, monkeypatch):
 
 def test_the_course_recipes_that_need_others_name_known_entries():
     for name in zoo.RECIPES:
-        recipe = zoo._get(name)
+        recipe = zoo.recipe(name)
         assert set(recipe.needs) <= set(zoo.RECIPES) - {name}, name
-    assert zoo._get("videobert-tiny").needs == ("video-tokenizer",)
+    assert zoo.recipe("videobert-tiny").needs == ("video-tokenizer",)
