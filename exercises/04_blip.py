@@ -94,11 +94,11 @@ check("04.capfilt_select", capfilt_select)
 # ## 4. Experiment: a filter threshold for a precision target
 #
 # `filter_scores()` trains a filter — BLIP with ITC + ITM, 300 steps on 1 000 clean pairs, about 30 s on one core,
-# once per session — and returns its P(match) of 2 000 web captions, 40 % of them wrong, together with which ones
-# are right. A threshold keeps the captions scoring above it. **Precision** is the share of kept captions that are
-# right, **recall** the share of right captions that are kept. The cell below measures three thresholds; try others
-# in between (plot precision and recall against the threshold if you like), then return a threshold that reaches
-# **precision ≥ 0.99 with recall ≥ 0.8**.
+# once (later sessions read its scores from the cache) — and returns its P(match) of 2 000 web captions, 40 % of
+# them wrong, together with which ones are right. A threshold keeps the captions scoring above it. **Precision**
+# is the share of kept captions that are right, **recall** the share of right captions that are kept. The cell
+# below measures three thresholds; try others in between (plot precision and recall against the threshold if you
+# like), then return a threshold that reaches **precision ≥ 0.99 with recall ≥ 0.8**.
 
 # %%
 from mmcourse.grading.checks.ch04 import filter_scores  # noqa: E402

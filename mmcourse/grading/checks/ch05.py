@@ -13,6 +13,7 @@ from torch import nn
 
 from mmcourse import zoo
 from mmcourse.grading.core import devices, expect_close, expect_equal, fail, register, register_quiz
+from mmcourse.grading.memo import remembered
 from mmcourse.losses.lm import lm_loss
 from mmcourse.models.llava import PROJECTORS
 from mmcourse.models.llava import splice as _splice
@@ -254,6 +255,19 @@ def _quick_set():
     return visual, zoo.load("tiny-lm", verbose=False), llava_tiny.vqa_set(visual, n=QUICK)
 
 
+@remembered
+def recipe_exact(projector: str, stage1: bool, tune_lm: bool, steps: int) -> float:
+    """A LLaVA of the zoo's tower and LM with this projector, stage 1 or not, `steps` of stage 2 (the LM tuned or
+    frozen): the share of QUICK test questions, relations aside, that it answers exactly right."""
+    visual, lm, data = _quick_set()
+    model = llava_tiny.build(visual, lm, projector)
+    with contextlib.redirect_stdout(io.StringIO()):
+        if stage1:
+            llava_tiny.train(model, stage=1, progress=False)
+        llava_tiny.train(model, stage=2, tune_lm=tune_lm, steps=steps, progress=False)
+    return llava_tiny.breakdown(llava_tiny.answer(model, data.questions, data.features), data)["no relations"]
+
+
 def _recipe_reference():
     return {"projector": "merge2x2", "stage1": False, "tune_lm": True, "steps": 300}
 
@@ -287,13 +301,7 @@ def _test_recipe(fn):
     steps = recipe["steps"]
     if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
         fail("steps: the stage-2 budget is at most 300 steps", f"an int in [1, {MAX_STEPS}]", steps)
-    visual, lm, data = _quick_set()
-    model = llava_tiny.build(visual, lm, recipe["projector"])
-    with contextlib.redirect_stdout(io.StringIO()):
-        if recipe["stage1"]:
-            llava_tiny.train(model, stage=1, progress=False)
-        llava_tiny.train(model, stage=2, tune_lm=recipe["tune_lm"], steps=steps, progress=False)
-    got = llava_tiny.breakdown(llava_tiny.answer(model, data.questions, data.features), data)["no relations"]
+    got = recipe_exact(recipe["projector"], recipe["stage1"], recipe["tune_lm"], steps)
     if got < MIN_EXACT:
         fail(f"{recipe}: {got:.3f} of the questions (relations aside) answered exactly right",
              f"≥ {MIN_EXACT}", f"{got:.3f}", "the lecture's section 6 measured each choice alone at 300 steps: which "

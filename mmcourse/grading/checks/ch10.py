@@ -12,6 +12,7 @@ import random
 import torch
 
 from mmcourse.grading.core import expect_close, fail, register, register_quiz
+from mmcourse.grading.memo import remembered
 from mmcourse.recipes import strategies_tiny
 
 
@@ -178,6 +179,7 @@ def experiment_data():
     return strategies_tiny.task_data(strategies_tiny.N_TRAIN, 0), strategies_tiny.task_data(strategies_tiny.N_TEST, 1)
 
 
+@remembered
 def run_ogm(alpha: float) -> dict[str, float]:
     """The lecture's two-stream model trained 400 steps (SGD, seed 0) with OGM-GE of strength `alpha` (alpha = 0:
     no modulation, the joint model); its image-encoder probe and fused test accuracy."""

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from mmcourse import zoo
 from mmcourse.grading.core import devices, expect_close, fail, register, register_quiz
+from mmcourse.grading.memo import remembered
 from mmcourse.losses import clip_loss
 from mmcourse.recipes import scaling_tiny
 
@@ -142,6 +143,7 @@ def experiment_data() -> scaling_tiny.LiTData:
     return scaling_tiny.lit_data(zoo.load("clip-tiny", verbose=False))
 
 
+@remembered
 def run_batch_size(batch_size: int) -> dict[str, float]:
     """A fresh text tower trained on scaling_tiny.EXAMPLES pairs in batches of batch_size (seed 0); its zero-shot
     accuracy and text -> image R@1."""
