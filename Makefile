@@ -31,11 +31,10 @@ lab: $(STAMP)  ## set up, then open JupyterLab on the course
 	$(BIN)/python -m mmcourse.doctor --short
 	$(BIN)/jupyter lab $(LAB_FLAGS) --config=jupyter_lab_config.py notebooks/00_landscape.ipynb
 
-# The shared models are trained first, JOBS side by side on a share of the cores each (longest first; an entry
-# waits for those it needs, e.g. videobert-tiny for the video-tokenizer): under the tests each process has one
-# thread, and the others would wait for them.
+# The shared models are trained first on every core: under the tests each process has one thread, and the others
+# would wait for them (videobert-tiny brings the video-tokenizer it reads).
 test: $(STAMP) lint  ## set up, then run every test: unit, grader, exercises, notebooks (nbval)
-	$(BIN)/python -m mmcourse.dev warm --jobs $(JOBS) videobert-tiny clip-tiny avsr-tiny unclip-tiny tiny-lm judge-tiny
+	$(BIN)/python -m mmcourse.dev warm clip-tiny videobert-tiny tiny-lm unclip-tiny judge-tiny avsr-tiny
 	$(PYTEST) tests notebooks solutions
 
 chapter: $(STAMP)  ## one chapter's notebook, solutions, exercises and checks: make chapter CH=01

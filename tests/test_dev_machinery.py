@@ -263,35 +263,3 @@ def test_every_lecture_widget_cell_has_stand_ins_and_ends_with_its_widget():
             assert isinstance(ast.parse(cell).body[-1], ast.Expr), f"{py.name}: a widget cell must end with its widget"
     with pytest.raises(KeyError, match="no stand-ins for chapter '99'.*widget_cells.py"):
         widget_cells.stand_ins("99")
-
-
-def test_warm_puts_each_entry_after_the_entries_it_needs():
-    from mmcourse.dev.warm import warm_order
-
-    assert warm_order(["videobert-tiny", "unclip-tiny", "clip-tiny"]) == [
-        "video-tokenizer", "videobert-tiny", "clip-tiny", "unclip-tiny"]
-    assert warm_order(["unclip-tiny", "tiny-lm"]) == ["clip-tiny", "unclip-tiny", "tiny-lm"]
-    with pytest.raises(KeyError, match="unknown zoo entry 'clip-huge'"):
-        warm_order(["clip-huge"])
-
-
-def test_warm_in_two_processes_finds_cached_entries_and_reports_each(tmp_path, monkeypatch, capfd):
-    from mmcourse import zoo
-    from mmcourse.dev.warm import warm
-
-    names = ["clip-tiny", "unclip-tiny", "judge-tiny"]
-    sources = [zoo.cached_path(n) for n in names]
-    if not all(p.exists() for p in sources):
-        pytest.skip("the zoo cache has not been warmed (`make test` warms it first)")
-    for p in sources:  # copies, so that a bug that trains would write here and not into the shared cache
-        shutil.copy(p, tmp_path / p.name)
-        if p.with_suffix(".json").exists():
-            shutil.copy(p.with_suffix(".json"), tmp_path / p.with_suffix(".json").name)
-    monkeypatch.setenv("MMCOURSE_CACHE", str(tmp_path))
-    warm(["unclip-tiny", "judge-tiny"], jobs=2)
-    out = capfd.readouterr().out
-    assert "clip-tiny, unclip-tiny, judge-tiny in 2 processes" in out
-    for name in names:
-        assert f"zoo: loaded {name} (v" in out and f"zoo: {name} ready in" in out
-    assert "training" not in out
-    assert out.index("zoo: clip-tiny ready") < out.index("zoo: loaded unclip-tiny")

@@ -86,10 +86,15 @@ def cmd_readme(args) -> None:
 
 
 def cmd_warm(args) -> None:
-    """Train the named zoo entries (and those they need) into the cache now, unless they are there already."""
-    from .warm import warm  # torch and the zoo: only for this command
+    """Train the named zoo entries into the cache now, on every core, unless they are there already."""
+    import time
 
-    warm(args.names, args.jobs)
+    from .. import zoo
+
+    for name in args.names:
+        start = time.perf_counter()
+        zoo.load(name)
+        print(f"zoo: {name} ready in {time.perf_counter() - start:.0f} s")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -104,9 +109,8 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument("names", nargs="*", help="chapter prefixes, e.g. 00 01 (default: all)")
     sub.add_parser("results", help="print the results table read from the executed lecture notebooks")
     sub.add_parser("readme", help="write that table, and the Colab links of REPO @ REF, into README.md")
-    p = sub.add_parser("warm", help="train zoo entries into the cache before the tests need them")
-    p.add_argument("names", nargs="+", help="zoo entries, e.g. clip-tiny")
-    p.add_argument("--jobs", type=int, default=1, help="trainings side by side (default 1: one at a time)")
+    warm = sub.add_parser("warm", help="train zoo entries into the cache before the tests need them")
+    warm.add_argument("names", nargs="+", help="zoo entries, e.g. clip-tiny")
     args = parser.parse_args(argv)
     {"sync": cmd_sync, "execute": cmd_execute, "bench": cmd_bench, "results": cmd_results, "readme": cmd_readme,
      "warm": cmd_warm}[args.cmd](args)
