@@ -56,6 +56,29 @@ def test_a_change_to_the_code_measures_anew(cache, monkeypatch):
     assert len(calls) == 2
 
 
+def test_a_replaced_model_in_the_cache_measures_anew(cache):
+    """A measurement may build on a zoo model: another clip-tiny in the cache is another measurement."""
+    measure, calls = _counting(lambda rate, steps: rate)
+    (cache / "clip-tiny-v4.json").write_text('{"sha256": "aaaa"}')
+    measure(0.5)
+    measure(0.5)
+    (cache / "clip-tiny-v4.json").write_text('{"sha256": "bbbb"}')  # retrained and saved under the same version
+    measure(0.5)
+    assert len(calls) == 2
+
+
+def test_a_cache_it_cannot_lock_still_measures_and_keeps_nothing(cache, monkeypatch):
+    from mmcourse import cache as model_cache
+
+    def refuse(path):
+        raise model_cache.CacheError(f"cannot lock {path}")
+
+    monkeypatch.setattr(model_cache, "lock", refuse)
+    measure, calls = _counting(lambda rate, steps: rate + 1)
+    assert measure(0.5) == measure(0.5) == 1.5
+    assert len(calls) == 2 and not list(cache.glob("measured-*"))
+
+
 def test_a_damaged_entry_is_measured_again(cache):
     measure, calls = _counting(lambda rate, steps: rate * 2)
     measure(0.5)

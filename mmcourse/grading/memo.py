@@ -1,13 +1,16 @@
 """Experiment measurements kept in the cache: an answer is trained for once.
 
 An experiment's check trains a model with the learner's choice and measures it (minutes on a CPU). `remembered`
-keeps each measurement in the model cache (`mmcourse.cache`) under the function, its arguments and a fingerprint of
-the package's code and torch's version. Checking the same answer again — after a kernel restart, from the exercise
-notebook and then the solutions, or by the tests — reads it back; any change to the code measures anew.
+keeps each measurement in the model cache (`mmcourse.cache`) under the function, its arguments, a fingerprint of
+the package's code and torch's version, and the checksums of the zoo's models in the cache (a measurement may build
+on them). Checking the same answer again — after a kernel restart, from the exercise notebook and then the
+solutions, or by the tests — reads it back; a change to the code or to a cached model measures anew. A cache that
+cannot be written only means measuring every time.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 from collections.abc import Callable
@@ -36,6 +39,12 @@ def source_fingerprint(root: Path) -> str:
     return h.hexdigest()
 
 
+def _models_fingerprint() -> str:
+    """The manifests (checksums) of the models now in the cache, measurements aside."""
+    manifests = sorted(p for p in cache.cache_dir().glob("*.json") if not p.name.startswith("measured-"))
+    return "".join(p.name + p.read_text() for p in manifests)
+
+
 def remembered(fn: Callable) -> Callable:
     """Decorator for a measurement fn(*args, **kwargs) -> a number, a dict of numbers, or a tuple of tensors, whose
     arguments are bools, ints, floats or strings: the first call measures and caches, later calls read the cache.
@@ -48,17 +57,22 @@ def remembered(fn: Callable) -> Callable:
                 raise TypeError(f"{fn.__qualname__}: a remembered measurement takes bools, numbers and strings, "
                                 f"got {type(a).__name__}")
         call = f"{fn.__module__}.{fn.__qualname__}{args!r}{sorted(kwargs.items())!r}"
-        key = hashlib.sha256((call + code_fingerprint()).encode())
+        key = hashlib.sha256((call + code_fingerprint() + _models_fingerprint()).encode())
         path = cache.cache_dir() / f"measured-{fn.__name__.strip('_')}-{key.hexdigest()[:20]}.safetensors"
         state = cache.read_verified(path, repair=False)  # without the lock: a writer may be replacing it
-        if state is None:
-            with cache.lock(path.with_suffix(".lock")):
-                state = cache.read_verified(path)  # another process may have measured it while we waited
-                if state is None:
-                    value = fn(*args, **kwargs)
-                    cache.write(path, *_pack(value, fn.__qualname__))
-                    return value
-        return _unpack(state, cache.read_meta(path) or {})
+        if state is not None:
+            return _unpack(state, cache.read_meta(path) or {})
+        with contextlib.ExitStack() as stack:
+            try:
+                stack.enter_context(cache.lock(path.with_suffix(".lock")))
+            except cache.CacheError:  # a read-only cache: measure, keep nothing
+                return fn(*args, **kwargs)
+            state = cache.read_verified(path)  # another process may have measured it while we waited
+            if state is not None:
+                return _unpack(state, cache.read_meta(path) or {})
+            value = fn(*args, **kwargs)
+            cache.write(path, *_pack(value, fn.__qualname__))
+            return value
 
     return wrapper
 
