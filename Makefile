@@ -34,7 +34,7 @@ lab: $(STAMP)  ## set up, then open JupyterLab on the course
 # The shared models are trained first on every core: under the tests each process has one thread, and the others
 # would wait for them (videobert-tiny brings the video-tokenizer it reads).
 test: $(STAMP) lint  ## set up, then run every test: unit, grader, exercises, notebooks (nbval)
-	$(BIN)/python -m mmcourse.dev warm clip-tiny videobert-tiny tiny-lm unclip-tiny judge-tiny avsr-tiny
+	$(BIN)/python -m mmcourse.dev warm clip-tiny videobert-tiny tiny-lm llava-tiny unclip-tiny judge-tiny avsr-tiny
 	$(PYTEST) tests notebooks solutions
 
 chapter: $(STAMP)  ## one chapter's notebook, solutions, exercises and checks: make chapter CH=01

@@ -37,6 +37,7 @@ RECIPES = {  # entry name -> recipe module
     "unclip-tiny": "mmcourse.recipes.unclip_tiny",
     "judge-tiny": "mmcourse.recipes.judge_tiny",
     "avsr-tiny": "mmcourse.recipes.avsr_tiny",
+    "llava-tiny": "mmcourse.recipes.assistant_tiny",
 }
 
 

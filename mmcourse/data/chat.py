@@ -32,9 +32,11 @@ DESCRIBE = ("describe the image", "what is in the image?", "describe the picture
 CHAT_WORDS = ("answer", "questions", "about", "describe", "what")  # added to the world's words
 
 
-def chat_tokenizer() -> Tokenizer:
-    """The world's words, the chat's few extra words, and the role tokens <user> and <assistant> (after them)."""
-    return Tokenizer(words=[*world_words(), *CHAT_WORDS], extra_tokens=tuple(f"<{r}>" for r in ROLES))
+def chat_tokenizer(new_words: Sequence[str] = ()) -> Tokenizer:
+    """The world's words, the chat's few extra words, and the role tokens <user> and <assistant> (after them);
+    `new_words` (words a fine-tuning teaches, e.g. "4", "(") get the ids after those, so every id of the chat
+    models stays what it was: grow the model with `TextDecoder.add_tokens(len(new_words))`."""
+    return Tokenizer(words=[*world_words(), *CHAT_WORDS], extra_tokens=(*(f"<{r}>" for r in ROLES), *new_words))
 
 
 class Tokenized(NamedTuple):

@@ -357,7 +357,8 @@ class Tokenizer:
     Ids: <pad>=0, <sot>=1, <eot>=2, <unk>=3, <image>=4, then the words in sorted order. Note that <eot> is
     NOT the largest id: find it with `mmcourse.nn.eot_positions(ids, EOT_ID)`, never with ids.argmax().
     `extra_tokens` (e.g. BLIP's "<enc>", "<dec>") get the ids after the words, so every word keeps its id; a
-    model puts them in place itself (`stoi["<enc>"]`), they are never parsed from text.
+    model puts them in place itself (`stoi["<enc>"]`), they are never parsed from text; an extra token that is a plain
+    word or mark ("4", "(") is read from text like any word.
     """
 
     def __init__(self, words=None, extra_tokens: tuple[str, ...] = ()):

@@ -89,6 +89,7 @@ class Exercise:
     kind: str = "function"  # "function", "class" or "quiz"
     summary: str = ""
     explanation: str = ""  # a quiz's answer, explained once given
+    choices: dict[str, str] | None = None  # a multiple-choice quiz's choices, letter -> text
 
 
 _REGISTRY: dict[str, Exercise] = {}
@@ -142,6 +143,7 @@ def register_quiz(name: str, question: str, answer: str | float, explanation: st
         return 1
 
     register(name, answer, mutants, kind="quiz", summary=question, explanation=explanation)(test)
+    _REGISTRY[name].choices = dict(choices) if choices else None
 
 
 def registered() -> dict[str, Exercise]:

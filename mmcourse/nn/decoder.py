@@ -63,6 +63,26 @@ class TextDecoder(nn.Module):
         if tie_embeddings:
             self.lm_head.weight = self.token_embedding.weight
 
+    @torch.no_grad()
+    def add_tokens(self, n: int) -> None:
+        """Grow the vocabulary by n tokens, ids vocab_size .. vocab_size + n - 1 (new words a fine-tuning needs):
+        their embedding rows (and head rows, when untied) start at the mean of the old rows, a neutral start."""
+        check_number(n, "n", integer=True, low=1)
+        tied = self.lm_head.weight is self.token_embedding.weight
+        old = self.token_embedding.weight
+        grown = nn.Embedding(self.vocab_size + n, self.width, device=old.device, dtype=old.dtype)
+        grown.weight.copy_(torch.cat([old, old.mean(0, keepdim=True).expand(n, -1)]))
+        head = nn.Linear(self.width, self.vocab_size + n, bias=False, device=old.device, dtype=old.dtype)
+        if tied:
+            head.weight = grown.weight
+        else:
+            w = self.lm_head.weight
+            head.weight.copy_(torch.cat([w, w.mean(0, keepdim=True).expand(n, -1)]))
+        grown.weight.requires_grad_(old.requires_grad)  # a frozen decoder stays frozen
+        if not tied:
+            head.weight.requires_grad_(self.lm_head.weight.requires_grad)
+        self.token_embedding, self.lm_head, self.vocab_size = grown, head, self.vocab_size + n
+
     def embed(self, ids: Tensor) -> Tensor:
         """ids (B, L) -> token embeddings (B, L, width), no position yet: what `forward(embeds=...)` takes."""
         check_tensor(ids, "ids", shape=("B", "L"), dtype="int")
