@@ -14,7 +14,7 @@
 # - write a tool loop that parses calls, runs them, and always stops, saying why when a call fails;
 # - tell when chain-of-thought helps and when it only writes its mistakes down first.
 #
-# **Time**: about 2 minutes on a 2-core laptop CPU with chapter 05's assistant cached (a fine-tuning of under a minute
+# **Time**: about a minute on a 2-core laptop CPU with chapter 05's assistant cached (a fine-tuning of under a minute
 # and three evaluations), less on a GPU.
 # **Prerequisites**: chapter 05 (LLaVA: splicing, label masking, generation); the review parts touch every chapter.
 
@@ -145,7 +145,7 @@ display(record("12", "counting accuracy, 3-5 shapes, best of chain-of-thought an
                seconds=history.seconds, device=str(device)))
 
 # %% [markdown]
-# The tool answers almost every count right, in any scene: the model's part is only to read the question and write
+# The tool answers every count of this test right, in scenes of every size: the model's part is only to read the question and write
 # the call, and the count itself is exact. Chain-of-thought costs the most tokens and is barely better than the
 # direct answer: both depend on what the model sees, and listing what it sees does not make it see better.
 #
@@ -283,7 +283,7 @@ quiz_form(["12.quiz_align", "12.quiz_fusion", "12.quiz_missing", "12.quiz_late_f
 #
 # ## Summary
 #
-# - Fine-tuned the same way, the three ways of answering differ: the tool's answers were nearly all right, the
+# - Fine-tuned the same way, the three ways of answering differ: the tool answered every count right, the
 #   direct answer and chain-of-thought were not (section 3's table), and chain-of-thought cost the most tokens.
 # - Chain-of-thought writes its evidence down; when the model misreads the scene, the reasoning carries the wrong
 #   list into the answer (section 4). It makes errors visible, not absent.
