@@ -26,6 +26,7 @@ if "google.colab" in sys.modules:
 import re
 
 from mmcourse.grading import check
+from mmcourse.recipes import reasoning_tiny as R
 from mmcourse.recipes.reasoning_tiny import Reply, ToolError, final_answer
 
 # %% [markdown]
@@ -87,8 +88,9 @@ check("12.execute", execute)
 # ## 3. Fix the tool loop
 #
 # `step(reply_so_far)` returns the model's continuation: up to and with a call's ")", or to the end of its reply.
-# After a call the loop adds the tool's result (" = result.") and asks the model to go on. The loop below works for
-# a model that behaves, and never ends for one that repeats a call that cannot run, or keeps calling. Fix it: at
+# After a call the loop runs it with the course's executor (`R.execute`, which does what yours of section 2 does),
+# adds the tool's result (" = result.") and asks the model to go on. The loop below works for a model that behaves,
+# and never ends for one that repeats a call that cannot run, or keeps calling. Fix it: at
 # most `max_calls` calls, then stop with an answer that says so; a call that cannot run (a `ToolError`) ends the
 # answer at once with `"no answer: "` and what went wrong. Return `Reply(answer, text, calls, tokens)` (tokens: 0
 # is fine here).
@@ -108,13 +110,13 @@ def answer_with_tools(step, tools, max_calls=2):
             return Reply(f"no answer: still calling tools after {max_calls} calls", text, calls, 0)
         calls += 1
         try:
-            text += f" = {execute(out, tools)}."
+            text += f" = {R.execute(out, tools)}."
         except ToolError as e:
             return Reply(f"no answer: {e}", text, calls, 0)
         # BUGGY
         # calls += 1
         # try:
-        #     text += f" = {execute(out, tools)}."
+        #     text += f" = {R.execute(out, tools)}."
         # except ToolError:
         #     text += " = error."  # ask again: the model may do better this time
         # END SOLUTION

@@ -85,7 +85,7 @@ def test_entry_that_no_longer_fits_the_recipe_is_rebuilt(cache):
 
 
 def test_unknown_entry_names_the_known_ones(cache):
-    known = "avsr-tiny, clip-tiny, judge-tiny, test-toy, tiny-lm, unclip-tiny"
+    known = "avsr-tiny, clip-tiny, judge-tiny, llava-tiny, test-toy, tiny-lm, unclip-tiny"
     with pytest.raises(KeyError, match=f"unknown zoo entry 'no-such-model'; known: {known}"):
         zoo.load("no-such-model")
 

@@ -341,7 +341,8 @@ register_quiz(
     "(\"=\", \"2\", \".\") carry loss in training?", 0,
     "None: the tool writes them, the model reads them. Training the model to predict the result would teach it to "
     "guess counts without calling the tool, the very thing the tool is there to replace.",
-    wrong={3: "the model would then learn to write the tool's result itself, guessing instead of reading it."})
+    wrong={3: "the model would then learn to write the tool's result itself, guessing instead of reading it.",
+           1: "not even the count: learning to write it is learning to guess it, without the tool."})
 register_quiz(
     "12.quiz_cot_error", "A chain-of-thought reply lists \"red circle, blue square, red circle\" for a scene with "
     "one red circle and one blue square, then answers \"how many circles?\" with 2. Where is the error?", "b",
