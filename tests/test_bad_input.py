@@ -14,6 +14,7 @@ from mmcourse import losses as L
 from mmcourse import metrics as M
 from mmcourse import nn as N
 from mmcourse.data import chat
+from mmcourse.grading.form import quiz_form
 from mmcourse.losses.diffusion import NoiseSchedule
 from mmcourse.losses.distributed import distributed_clip_loss, distributed_siglip_loss, gather_features
 from mmcourse.models import (
@@ -35,7 +36,7 @@ from mmcourse.models.videobert import VideoBERT, VideoTokenizer
 from mmcourse.nn import VectorQuantizer, perplexity
 from mmcourse.nn import fusion as NF
 from mmcourse.nn.unet import UNet
-from mmcourse.recipes import blip_tiny, fusion_tiny, llava_tiny, strategies_tiny, tiny_lm, unclip_tiny
+from mmcourse.recipes import blip_tiny, fusion_tiny, llava_tiny, reasoning_tiny, strategies_tiny, tiny_lm, unclip_tiny
 from mmcourse.strategies import OGMGE, ogm_coefficients
 from mmcourse.train import History, fit, param_groups, to_device, warmup_cosine
 
@@ -511,6 +512,18 @@ CASES = [
      lambda: NF.GatedFusion(8)(torch.randn(2, 3, 8), torch.randn(2, 4, 8))),
     ("AudioCLIP.loss image width", "image_embeds: expected shape (2, 64), got (2, 32)",
      lambda: AudioCLIP().loss(torch.randn(2, 40, 41), torch.randn(2, 32))),
+    ("TextDecoder.add_tokens 0", "n", lambda: dec.add_tokens(0)),
+    ("chat_tokenizer a known word as new", "extra_tokens", lambda: chat.chat_tokenizer(("red",))),
+    ("reasoning build not a LLaVA", "base", lambda: reasoning_tiny.build(dec)),
+    ("reasoning stream strategies str", "strategies", lambda: reasoning_tiny.stream(None, "cot")),
+    ("reasoning stream unknown strategy", "strategies", lambda: reasoning_tiny.stream(None, ["think"])),
+    ("reasoning reply strategy", "strategy", lambda: reasoning_tiny.reply("think", objs, {}, 1)),
+    ("reasoning question rng", "rng", lambda: reasoning_tiny.question(objs, None)),
+    ("reasoning count colour", "colour", lambda: reasoning_tiny.count(objs, colour="magenta")),
+    ("reasoning count shape", "shape", lambda: reasoning_tiny.count(objs, shape="star")),
+    ("parse_call int", "text", lambda: reasoning_tiny.parse_call(5)),
+    ("answer_with_tools max_calls -1", "max_calls", lambda: reasoning_tiny.answer_with_tools(lambda t: "2", {}, -1)),
+    ("quiz_form unknown quiz", "names", lambda: quiz_form(["99.nope"])),
 ]
 
 

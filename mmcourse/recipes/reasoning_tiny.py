@@ -15,6 +15,10 @@ The tool (`count`) reads the scene the world drew the image from: a perfect dete
 reads, never text it learns to write: those tokens carry no loss. `answer_with_tools` is the loop that runs a
 model's calls; it stops after `MAX_CALLS` calls, and a malformed call, an unknown tool or a tool that fails ends
 the answer with a message that says so.
+
+Seeds 0-4 on one thread (`benchmarks/bench_seeds_reasoning.py`, about 70 s each), on the same 300 test questions:
+direct 0.747-0.803 of the counts right, chain-of-thought 0.753-0.817 (about 14 generated tokens per answer), tool
+1.000 on every seed (about 7 tokens).
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ from mmcourse.train import History, fit
 from mmcourse.utils import check_number, describe, get_device, make_generator, python_rng, seed_everything
 
 __all__ = ["STRATEGIES", "SYSTEMS", "NEW_WORDS", "OBJECTS", "STEPS", "BATCH_SIZE", "HYPER", "MAX_CALLS",
-           "tokenizer", "scenes", "question", "listing", "call_text", "reply", "conversation", "stream", "build",
+           "MAX_NEW_TOKENS", "tokenizer", "scenes", "question", "listing", "call_text", "reply", "conversation", "stream", "build",
            "train", "ToolError", "count", "parse_call", "execute", "Reply", "final_answer", "answer_with_tools",
            "CountSet", "count_set", "answer", "accuracy"]
 
@@ -59,6 +63,7 @@ STEPS = 800
 BATCH_SIZE = 32
 HYPER = dict(lr=1e-3, betas=(0.9, 0.98), weight_decay=0.0, warmup=20, grad_clip=1.0)
 MAX_CALLS = 2  # tool calls per answer
+MAX_NEW_TOKENS = {"direct": 3, "cot": 24, "tool": 10}  # per generation: a number; five objects listed; one call
 
 
 def tokenizer():
@@ -301,9 +306,6 @@ def _generate(model: LLaVA, features: Tensor, prompts: list[Tokenized], max_new_
     dev = next(model.projector.parameters()).device
     out = model.generate(ids.to(dev), features=features.to(dev), max_new_tokens=max_new_tokens)
     return tok.decode_batch(out.ids.cpu())
-
-
-MAX_NEW_TOKENS = {"direct": 3, "cot": 24, "tool": 10}
 
 
 @torch.no_grad()

@@ -291,3 +291,29 @@ def test_saved_lecture_plays_its_audio_and_animations_offline(lab, browser, shot
             nb.wait(lambda f=frame, s=start: f.input_value() != s, f"animation {k + 1} to advance")
             nb.shot(f"{ipynb.stem} animation {k + 1} playing", player)
         _no_errors(nb)
+
+
+# --- the self-quiz form (chapter 12): graded as soon as it is answered, in the browser ----------------------------
+def test_quiz_form_grades_choices_and_numbers(lab, browser, shots):
+    cells = ["from mmcourse.grading.form import quiz_form", 'quiz_form(["12.quiz_align", "12.quiz_tool_loss"])']
+    with opened(lab, browser, shots, cells, "quiz.ipynb") as nb:
+        cell = nb.cell(1)
+        nb.wait(lambda: cell.locator("select").count() == 1 and cell.locator(".widget-text input").count() == 1,
+                "the form's dropdown and text box", WAIT_MS)
+
+        def says(text: str) -> bool:
+            return any(text in h for h in _shown(cell)[1]) if _shown(cell) else False
+
+        cell.locator("select").select_option(index=1)  # (a): wrong
+        nb.wait(lambda: says("✗ (a) is not right"), "feedback on a wrong choice")
+        cell.locator("select").select_option(index=2)  # (b): right
+        nb.wait(lambda: says("✓ right.") and says("score: 1 / 2"), "explanation and score after the right choice")
+        box = cell.locator(".widget-text input")
+        box.fill("three")
+        box.press("Enter")
+        nb.wait(lambda: says("is not a number"), "feedback on a text that is not a number")
+        box.fill("0")
+        box.press("Enter")
+        nb.wait(lambda: says("score: 2 / 2"), "the score after both right")
+        nb.shot("quiz form answered", cell)
+        _no_errors(nb)
