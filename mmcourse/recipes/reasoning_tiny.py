@@ -50,9 +50,9 @@ from mmcourse.train import History, fit
 from mmcourse.utils import check_number, describe, get_device, make_generator, python_rng, seed_everything
 
 __all__ = ["STRATEGIES", "SYSTEMS", "NEW_WORDS", "OBJECTS", "STEPS", "BATCH_SIZE", "HYPER", "MAX_CALLS",
-           "MAX_NEW_TOKENS", "tokenizer", "scenes", "question", "listing", "call_text", "reply", "conversation", "stream", "build",
-           "train", "ToolError", "count", "parse_call", "execute", "Reply", "final_answer", "answer_with_tools",
-           "CountSet", "count_set", "answer", "accuracy"]
+           "MAX_NEW_TOKENS", "tokenizer", "scenes", "question", "listing", "call_text", "reply", "conversation",
+           "stream", "build", "train", "ToolError", "count", "parse_call", "execute", "Reply", "final_answer",
+           "answer_with_tools", "CountSet", "count_set", "answer", "accuracy"]
 
 STRATEGIES = ("direct", "cot", "tool")
 SYSTEMS = {"direct": "answer questions about the image", "cot": "list the objects then answer",

@@ -155,6 +155,7 @@ class _Model:
 class _NeverStops(Exception):
     def __init__(self, limit):
         super().__init__(f"the loop asked the model {limit} times and still did not stop")
+        self.limit = limit
 
 
 def _loop_buggy(step, tools, max_calls=R.MAX_CALLS):
@@ -203,7 +204,9 @@ def _run(fn, outputs, max_calls):
     try:
         reply = fn(model, _tools(), max_calls)
     except _NeverStops as e:
-        fail(f"a model that writes {outputs[-1]!r} again and again: {e}", f"at most {max_calls + 1} steps")
+        fail(f"a model that writes {outputs[-1]!r} again and again, max_calls={max_calls}: the loop never stopped",
+             f"at most {max_calls + 1} steps", f"{e.limit} steps, and it was still asking",
+             "count the calls and stop at max_calls; stop at once on a call that cannot run (ToolError)")
     if not isinstance(reply, Reply):
         fail("the loop must return a Reply(answer, text, calls, tokens)", "a Reply", reply)
     return reply, model.asked
