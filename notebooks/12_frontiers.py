@@ -33,6 +33,7 @@ if "google.colab" in sys.modules:
                          "Check that the runtime is connected to the internet, then run this cell again.")
 
 # %%
+import textwrap
 import time
 
 import matplotlib.pyplot as plt
@@ -206,9 +207,37 @@ def weak_tools(objects: list[dict], p_miss: float = 0.2, seed: int = 0) -> dict:
     return {"count": lambda **args: R.count(seen, **args)}
 
 
-weak = R.accuracy(R.answer(model, test, "tool", tools=weak_tools), test)
+weak_replies = R.answer(model, test, "tool", tools=weak_tools)
+weak = R.accuracy(weak_replies, test)
 print(f"tool answers with the perfect tool: {scores['tool']['all']:.3f}; with a tool that misses one object in "
       f"five: {weak['all']:.3f}")
+
+# %% [markdown]
+# Where each way fails: the first question the direct answer gets wrong and chain-of-thought right, a
+# chain-of-thought answer built on a wrong list, and a weak tool's miss.
+
+# %%
+def right(reply: R.Reply, i: int) -> bool:
+    return reply.answer == str(test.truths[i])
+
+
+examples = {  # index 0 stands in where a way never fails on this test set
+    "the direct answer fails": next((i for i in range(len(test))
+                                     if not right(replies["direct"][i], i) and right(replies["cot"][i], i)), 0),
+    "chain-of-thought fails": (carried or wrong or [0])[0],
+    "the weak tool fails": next((i for i in range(len(test)) if not right(weak_replies[i], i)), 0),
+}
+fig, axes = plt.subplots(1, 3, figsize=(12, 5))
+for ax, (title, i) in zip(axes, examples.items()):
+    ax.imshow(test.images[i].permute(1, 2, 0).clamp(0, 1), interpolation="nearest")
+    ax.set_title(f"{title}\n{test.questions[i]} (truth {test.truths[i]})", fontsize=9)
+    ax.axis("off")
+    said = [f"direct: {replies['direct'][i].text}", f"chain-of-thought: {replies['cot'][i].text}",
+            f"weak tool: {weak_replies[i].text}"]
+    ax.text(0, -0.04, "\n".join(textwrap.fill(line, 46, subsequent_indent="  ") for line in said),
+            transform=ax.transAxes, va="top", fontsize=8, family="monospace")
+fig.tight_layout()
+plt.show()
 
 # %% [markdown]
 # ## 6. A tool loop must stop
