@@ -464,23 +464,18 @@ def test_answer_refuses_an_unknown_strategy(grown, test_set):
         R.answer(grown, test_set, "guess")
 
 
-def fake_generate(outs):
-    """A stand-in for the model's greedy decoding: what it writes depends on whether it has read a tool result."""
-    tok = R.tokenizer()
+def fake_answer(outs):
+    """A stand-in for the model's greedy answers: what it writes depends on whether it has read a tool result."""
 
-    def generate(model, features, prompts, max_new_tokens, tok_):
-        texts = []
-        for p in prompts:
-            words = tok.decode([i for i in p.ids if i >= 0])
-            texts.append(outs[1] if " = " in words.split("<assistant>")[-1] or words.rstrip().endswith(".")
-                         else outs[0])
-        return texts
+    def answer(model, questions, features=None, batch_size=250, max_new_tokens=8, *, replies=None, **kw):
+        replies = replies or [""] * len(questions)
+        return [outs[1] if " = " in begun else outs[0] for begun in replies]
 
-    return generate
+    return answer
 
 
 def test_tool_answers_run_each_scenes_own_tool(grown, test_set, monkeypatch):
-    monkeypatch.setattr(R, "_generate", fake_generate(["count ( shape = circle ) junk after the call", "so 3"]))
+    monkeypatch.setattr(R.llava_tiny, "answer", fake_answer(["count ( shape = circle ) junk after the call", "so 3"]))
     replies = R.answer(grown, test_set, "tool")
     for r, objects in zip(replies, test_set.objects, strict=True):
         n = sum(o["shape"] == "circle" for o in objects)
@@ -489,10 +484,10 @@ def test_tool_answers_run_each_scenes_own_tool(grown, test_set, monkeypatch):
 
 
 def test_tool_answers_stop_after_max_calls(grown, test_set, monkeypatch):
-    monkeypatch.setattr(R, "_generate", fake_generate(["count ( ) count", "count ( )"]))
+    monkeypatch.setattr(R.llava_tiny, "answer", fake_answer(["count ( ) count", "count ( )"]))
     replies = R.answer(grown, test_set, "tool")
     assert all(r.calls == R.MAX_CALLS and r.answer.startswith("no answer:") for r in replies)
-    monkeypatch.setattr(R, "_generate", fake_generate(["count ( colour = red )", "so 1"]))
+    monkeypatch.setattr(R.llava_tiny, "answer", fake_answer(["count ( colour = red )", "so 1"]))
     def tools(objects):
         return {"count": lambda **args: len(objects)}
 

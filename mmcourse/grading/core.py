@@ -96,9 +96,9 @@ _REGISTRY: dict[str, Exercise] = {}
 
 
 def register(name: str, reference: Any, mutants: list, kind: str = "function", summary: str = "",
-             explanation: str = ""):
+             explanation: str = "", choices: dict[str, str] | None = None):
     """Decorator registering `test(obj)` as the check for exercise `name` (e.g. "01.patchify"); a quiz's
-    `explanation` is shown once it is answered right."""
+    `explanation` is shown once it is answered right, its `choices` (letter -> text) offered by a form."""
     if kind not in ("function", "class", "quiz"):
         raise ValueError(f"register({name!r}): kind must be 'function', 'class' or 'quiz', got {kind!r}")
     if not isinstance(name, str) or not re.fullmatch(r"\d\d\.\w+", name):
@@ -110,7 +110,7 @@ def register(name: str, reference: Any, mutants: list, kind: str = "function", s
         if name in _REGISTRY:
             raise ValueError(f"exercise {name!r} is registered twice")
         _REGISTRY[name] = Exercise(name, test, reference, list(mutants), kind, summary or (test.__doc__ or ""),
-                                   explanation)
+                                   explanation, dict(choices) if choices else None)
         return test
 
     return deco
@@ -142,8 +142,7 @@ def register_quiz(name: str, question: str, answer: str | float, explanation: st
             fail(f"{given:g} is not right. {why}".rstrip())
         return 1
 
-    register(name, answer, mutants, kind="quiz", summary=question, explanation=explanation)(test)
-    _REGISTRY[name].choices = dict(choices) if choices else None
+    register(name, answer, mutants, kind="quiz", summary=question, explanation=explanation, choices=choices)(test)
 
 
 def registered() -> dict[str, Exercise]:

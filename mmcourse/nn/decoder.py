@@ -68,20 +68,15 @@ class TextDecoder(nn.Module):
         """Grow the vocabulary by n tokens, ids vocab_size .. vocab_size + n - 1 (new words a fine-tuning needs):
         their embedding rows (and head rows, when untied) start at the mean of the old rows, a neutral start."""
         check_number(n, "n", integer=True, low=1)
+
+        def grown(w: nn.Parameter) -> nn.Parameter:  # a frozen weight stays frozen
+            return nn.Parameter(torch.cat([w, w.mean(0, keepdim=True).expand(n, -1)]), requires_grad=w.requires_grad)
+
         tied = self.lm_head.weight is self.token_embedding.weight
-        old = self.token_embedding.weight
-        grown = nn.Embedding(self.vocab_size + n, self.width, device=old.device, dtype=old.dtype)
-        grown.weight.copy_(torch.cat([old, old.mean(0, keepdim=True).expand(n, -1)]))
-        head = nn.Linear(self.width, self.vocab_size + n, bias=False, device=old.device, dtype=old.dtype)
-        if tied:
-            head.weight = grown.weight
-        else:
-            w = self.lm_head.weight
-            head.weight.copy_(torch.cat([w, w.mean(0, keepdim=True).expand(n, -1)]))
-        grown.weight.requires_grad_(old.requires_grad)  # a frozen decoder stays frozen
-        if not tied:
-            head.weight.requires_grad_(self.lm_head.weight.requires_grad)
-        self.token_embedding, self.lm_head, self.vocab_size = grown, head, self.vocab_size + n
+        self.token_embedding.weight = grown(self.token_embedding.weight)
+        self.lm_head.weight = self.token_embedding.weight if tied else grown(self.lm_head.weight)
+        self.vocab_size += n
+        self.token_embedding.num_embeddings = self.lm_head.out_features = self.vocab_size
 
     def embed(self, ids: Tensor) -> Tensor:
         """ids (B, L) -> token embeddings (B, L, width), no position yet: what `forward(embeds=...)` takes."""

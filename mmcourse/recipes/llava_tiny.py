@@ -32,7 +32,10 @@ from torch import Tensor
 from mmcourse.data import VQADataset, caption, render, sample_scenes
 from mmcourse.data.chat import (
     DESCRIBE,
+    IGNORE_INDEX,
     IMAGE_TOKEN_INDEX,
+    SYSTEM,
+    Tokenized,
     chat_tokenizer,
     pad_conversations,
     qa_turns,
@@ -158,28 +161,40 @@ def vqa_sets(visual: VisionTransformer, n: int = 500, seed: int = 1000) -> dict[
     return {"seen": vqa_set(visual, n, seed, "train"), "held-out": vqa_set(visual, n, seed + 1, "test")}
 
 
-def prompts(questions: Sequence[str], image: bool = True) -> tuple[Tensor, Tensor]:
-    """Generation prompts ids (B, L) right-padded, and their lengths (B,): a first user turn per question
-    ("<image> question", or the question alone), ending with <assistant>."""
+def prompts(questions: Sequence[str], image: bool = True, *, system: str = SYSTEM, tok=None,
+            replies: Sequence[str] | None = None) -> tuple[Tensor, Tensor]:
+    """Generation prompts ids (B, L) right-padded, and their lengths (B,): after the `system` prompt, a first user
+    turn per question ("<image> question", or the question alone), ending with <assistant> and with the start of
+    each reply already written (`replies`, default none). tok: the chat tokenizer (or one grown from it)."""
     if not check_strings(questions, "questions"):
         raise ValueError("questions: an empty list, no prompt to make")
-    tok = chat_tokenizer()
-    rows = [tokenize_conversation([("user", ("<image> " if image else "") + q)], tok, generation_prompt=True)
-            for q in questions]
+    tok = tok or chat_tokenizer()
+    replies = [""] * len(questions) if replies is None else check_strings(replies, "replies")
+    if len(replies) != len(questions):
+        raise ValueError(f"replies: expected one per question ({len(questions)}), got {len(replies)}")
+    rows = []
+    for q, begun in zip(questions, replies, strict=True):
+        ids = tokenize_conversation([("user", ("<image> " if image else "") + q)], tok, system=system,
+                                    generation_prompt=True).ids
+        ids += tok.encode(begun)[1:-1] if begun.strip() else []
+        rows.append(Tokenized(ids, [IGNORE_INDEX] * len(ids)))
     ids, _ = pad_conversations(rows, tok.pad_id)
     return ids, torch.tensor([len(r.ids) for r in rows])
 
 
 @torch.no_grad()
 def answer(model: LLaVA | TextDecoder, questions: Sequence[str], features: Tensor | None = None,
-           batch_size: int = 250, max_new_tokens: int = 8, **generate_kw) -> list[str]:
+           batch_size: int = 250, max_new_tokens: int = 8, *, system: str = SYSTEM, tok=None,
+           replies: Sequence[str] | None = None, **generate_kw) -> list[str]:
     """Greedy answers (unless generate_kw say otherwise) to one question per image of features (N, P, width);
-    a bare language model (features=None) answers the questions without any image."""
-    tok = chat_tokenizer()
+    a bare language model (features=None) answers the questions without any image. system, tok, replies: as in
+    `prompts`; each answer is what comes after its begun reply."""
+    tok = tok or chat_tokenizer()
     model.eval()
     out = []
     for s in range(0, len(questions), batch_size):
-        ids, lengths = prompts(questions[s:s + batch_size], image=features is not None)
+        ids, lengths = prompts(questions[s:s + batch_size], image=features is not None, system=system, tok=tok,
+                               replies=None if replies is None else replies[s:s + batch_size])
         if features is None:
             dev = model.positional_embedding.device
             gen = model.generate(ids.to(dev), lengths=lengths.to(dev), max_new_tokens=max_new_tokens, **generate_kw)

@@ -45,6 +45,7 @@ from mmcourse.data.text import COUNT_COLOUR_Q, COUNT_Q, COUNT_SHAPE_Q, PLURALS, 
 from mmcourse.data.world import COLOUR_NAMES, SHAPES, check_objects
 from mmcourse.metrics.vqa import normalize_answer
 from mmcourse.models.llava import LLaVA
+from mmcourse.recipes import llava_tiny
 from mmcourse.recipes.llava_tiny import patch_features
 from mmcourse.train import History, fit
 from mmcourse.utils import check_number, describe, get_device, make_generator, python_rng, seed_everything
@@ -120,8 +121,9 @@ def conversation(objects: list[dict], rng: random.Random, strategy: str, tok=Non
     turns = [("user", "<image> " + text), ("assistant", reply(strategy, objects, args, n))]
     ids, labels = tokenize_conversation(turns, tok, system=SYSTEMS[strategy])
     if strategy == "tool":
-        end = ids.index(tok.stoi[")"]) + 1
-        labels = labels[:end] + [IGNORE_INDEX] * 3 + labels[end + 3:]  # "=", the count, "."
+        start = ids.index(tok.stoi[")"]) + 1
+        end = start + len(tok.encode(f" = {n}.")) - 2  # the result's tokens, without <sot> and <eot>
+        labels = labels[:start] + [IGNORE_INDEX] * (end - start) + labels[end:]
     return Tokenized(ids, labels)
 
 
@@ -293,41 +295,21 @@ def count_set(model: LLaVA, n: int = 300, seed: int = 1000, split: str = "train"
                     [t for _, _, t in qs], [call_text(a) for _, a, _ in qs], objects)
 
 
-def _prompt(text: str, strategy: str, so_far: str, tok) -> Tokenized:
-    """The generation prompt of a question in `strategy`, followed by the reply so far."""
-    t = tokenize_conversation([("user", "<image> " + text)], tok, system=SYSTEMS[strategy], generation_prompt=True)
-    ids = t.ids + (tok.encode(so_far)[1:-1] if so_far.strip() else [])
-    return Tokenized(ids, [IGNORE_INDEX] * len(ids))
-
-
-@torch.no_grad()
-def _generate(model: LLaVA, features: Tensor, prompts: list[Tokenized], max_new_tokens: int, tok) -> list[str]:
-    ids, _ = pad_conversations(prompts, tok.pad_id)
-    dev = next(model.projector.parameters()).device
-    out = model.generate(ids.to(dev), features=features.to(dev), max_new_tokens=max_new_tokens)
-    return tok.decode_batch(out.ids.cpu())
-
-
 @torch.no_grad()
 def answer(model: LLaVA, data: CountSet, strategy: str, batch_size: int = 100,
            tools: Callable[[list[dict]], dict] | None = None) -> list[Reply]:
     """Greedy replies to every question of data in `strategy`. "tool" runs each question's calls with
     `answer_with_tools`; tools(objects) gives a scene's tools (default: the perfect `count` of that scene)."""
     _check_strategies([strategy])
-    tok = tokenizer()
-    model.eval()
+    kw = dict(system=SYSTEMS[strategy], tok=tokenizer(), max_new_tokens=MAX_NEW_TOKENS[strategy])
     if strategy != "tool":
-        texts = []
-        for s in range(0, len(data), batch_size):
-            prompts = [_prompt(q, strategy, "", tok) for q in data.questions[s:s + batch_size]]
-            texts += _generate(model, data.features[s:s + batch_size], prompts, MAX_NEW_TOKENS[strategy], tok)
+        texts = llava_tiny.answer(model, data.questions, data.features, batch_size, **kw)
         return [Reply(final_answer(t), t, 0, len(split_words(t))) for t in texts]
     tools = tools or (lambda objects: {"count": lambda **args: count(objects, **args)})
     replies = []
     for i, q in enumerate(data.questions):
-        def step(so_far: str, i=i, q=q) -> str:
-            out = _generate(model, data.features[i:i + 1], [_prompt(q, "tool", so_far, tok)], MAX_NEW_TOKENS["tool"],
-                            tok)[0]
+        def step(so_far: str, i=i, q=q) -> str:  # the model's continuation, cut after a call's ")"
+            out = llava_tiny.answer(model, [q], data.features[i:i + 1], replies=[so_far], **kw)[0]
             return out[:out.index(")") + 1] if ")" in out else out
         replies.append(answer_with_tools(step, tools(data.objects[i])))
     return replies
